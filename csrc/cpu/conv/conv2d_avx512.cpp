@@ -1,0 +1,8 @@
+// Convolution kernels built with the avx512 flags (see CMakeLists.txt).
+#include <cstdint>
+#include <new>
+
+#include "convpool/kernel_types.hpp"
+
+#define CONVPOOL_TARGET avx512
+#include "conv/conv2d_direct.inc"

@@ -1,0 +1,9 @@
+// Pooling kernels built with the avx512 flags (see CMakeLists.txt).
+#include <cstdint>
+#include <limits>
+#include <new>
+
+#include "convpool/kernel_types.hpp"
+
+#define CONVPOOL_TARGET avx512
+#include "pool/pool2d_window.inc"

@@ -1,0 +1,141 @@
+// Plain data shared by the dispatcher and the kernels.
+//
+// Kernel sources are compiled once per ISA with that ISA's flags, so this header
+// holds only structs and function-pointer types: an inline function defined here
+// and emitted by an AVX-512 translation unit could be the copy the linker keeps,
+// and then baseline code would execute AVX-512 instructions.
+#pragma once
+
+#include <cstdint>
+
+namespace convpool {
+
+enum class Layout : int { NCHW = 0, NHWC = 1 };
+
+// A convolution whose arguments have been validated (shape.hpp). Sizes are
+// element counts; all index arithmetic derived from them is 64-bit.
+struct Conv2dProblem {
+  int64_t batch = 0;
+  int64_t in_channels = 0, in_h = 0, in_w = 0;
+  int64_t out_channels = 0, out_h = 0, out_w = 0;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t pad_top = 0, pad_left = 0;  // bottom/right padding is implied by out_h/out_w
+  int64_t groups = 1;
+  Layout layout = Layout::NCHW;
+};
+
+// One spatial axis of a pooling window. For output index o, the window's taps that
+// fall inside the input are first[o] + i * step for 0 <= i < count[o]; padded_count[o]
+// counts the taps inside the padded extent (the avg-pool divisor with
+// count_include_pad). Regular and adaptive windows both fit this form.
+struct PoolAxis {
+  int64_t in_size = 0;
+  int64_t out_size = 0;
+  int64_t step = 1;
+  const int64_t* first = nullptr;
+  const int64_t* count = nullptr;
+  const int64_t* padded_count = nullptr;
+  // Regular windows only (0 for adaptive): output o starts at o * stride - pad_before
+  // and holds kernel taps; lets a kernel find the interior where every tap is valid.
+  int64_t stride = 0;
+  int64_t kernel = 0;
+  int64_t pad_before = 0;
+};
+
+struct Pool2dProblem {
+  int64_t batch = 0;
+  int64_t channels = 0;
+  PoolAxis rows, cols;
+  Layout layout = Layout::NCHW;
+};
+
+enum class PoolReduction : int { max = 0, avg = 1, lp = 2 };
+
+struct PoolOptions {
+  bool count_include_pad = true;
+  int64_t divisor_override = 0;  // 0: none
+  double norm_type = 2.0;        // lp pooling
+};
+
+template <class T>
+using Conv2dFn = void (*)(const Conv2dProblem& problem, const T* x, const T* weight,
+                          const T* bias, T* y, int num_threads);
+
+// indices may be null (not requested).
+template <class T>
+using MaxPool2dFn = void (*)(const Pool2dProblem& problem, const T* x, T* y,
+                             int64_t* indices, int num_threads);
+
+template <class T>
+using SumPool2dFn = void (*)(const Pool2dProblem& problem, const T* x, T* y,
+                             const PoolOptions& options, int num_threads);
+
+// The outputs whose windows contain each input index along one axis, in CSR form:
+// for input i they are outputs[offsets[i]] .. outputs[offsets[i + 1] - 1], ascending.
+// Lets backward passes gather (each input gradient written by one thread) instead
+// of scattering with atomics.
+struct PoolAxisInverse {
+  const int64_t* offsets = nullptr;
+  const int64_t* outputs = nullptr;
+};
+
+// grad_x = dL/dx for a convolution (grad_y has the output's shape and layout).
+template <class T>
+using Conv2dBackwardInputFn = void (*)(const Conv2dProblem& problem, const T* grad_y, const T* weight,
+                                       T* grad_x, int num_threads);
+
+// grad_w (K, C/groups, kh, kw) and, when not null, grad_b (K).
+template <class T>
+using Conv2dBackwardWeightFn = void (*)(const Conv2dProblem& problem, const T* grad_y, const T* x,
+                                        T* grad_w, T* grad_b, int num_threads);
+
+// Max pooling backward: grad_y routed to the recorded indices (-1: nowhere).
+// grad_x is overwritten. Indices must already be known to lie in [-1, H*W).
+template <class T>
+using MaxPool2dBackwardFn = void (*)(const Pool2dProblem& problem, const T* grad_y,
+                                     const int64_t* indices, T* grad_x, int num_threads);
+
+// Average or Lp pooling backward. x and y (the forward input and output) are read
+// by Lp pooling only and may be null for average pooling.
+template <class T>
+using SumPool2dBackwardFn = void (*)(const Pool2dProblem& problem, const PoolAxisInverse& rows,
+                                     const PoolAxisInverse& cols, const T* grad_y, const T* x,
+                                     const T* y, T* grad_x, const PoolOptions& options,
+                                     int num_threads);
+
+template <class T>
+struct FloatKernels {
+  Conv2dFn<T> conv2d = nullptr;
+  MaxPool2dFn<T> max_pool2d = nullptr;
+  SumPool2dFn<T> avg_pool2d = nullptr;
+  SumPool2dFn<T> lp_pool2d = nullptr;
+  Conv2dBackwardInputFn<T> conv2d_backward_input = nullptr;
+  Conv2dBackwardWeightFn<T> conv2d_backward_weight = nullptr;
+  MaxPool2dBackwardFn<T> max_pool2d_backward = nullptr;
+  SumPool2dBackwardFn<T> avg_pool2d_backward = nullptr;
+  SumPool2dBackwardFn<T> lp_pool2d_backward = nullptr;
+};
+
+// Every kernel an ISA provides. Filled once per ISA by its register_* functions.
+struct KernelTable {
+  const char* isa = "none";
+  FloatKernels<float> f32;
+  FloatKernels<double> f64;
+  MaxPool2dFn<int8_t> max_pool2d_i8 = nullptr;
+  MaxPool2dFn<uint8_t> max_pool2d_u8 = nullptr;
+  MaxPool2dFn<int16_t> max_pool2d_i16 = nullptr;
+  MaxPool2dFn<uint16_t> max_pool2d_u16 = nullptr;
+  MaxPool2dFn<int32_t> max_pool2d_i32 = nullptr;
+  MaxPool2dFn<uint32_t> max_pool2d_u32 = nullptr;
+  MaxPool2dFn<int64_t> max_pool2d_i64 = nullptr;
+  MaxPool2dFn<uint64_t> max_pool2d_u64 = nullptr;
+};
+
+// Scratch memory for kernels, allocated by a baseline-compiled translation unit
+// (csrc/cpu/memory.cpp). 64-byte aligned; nullptr on failure.
+void* aligned_alloc_bytes(int64_t bytes) noexcept;
+void aligned_free(void* ptr) noexcept;
+
+}  // namespace convpool

@@ -1,0 +1,54 @@
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+__version__: str
+openmp: bool
+
+def compiled_isas() -> List[str]: ...
+def supported_isas() -> List[str]: ...
+def active_isa() -> str: ...
+def set_isa(name: str) -> None: ...
+def default_num_threads() -> int: ...
+def output_size(
+    in_size: int, kernel: int, stride: int, dilation: int, pad_before: int, pad_after: int, ceil_mode: bool
+) -> int: ...
+def same_padding(in_size: int, kernel: int, stride: int, dilation: int, lower: bool) -> Tuple[int, int]: ...
+def dilated_extent(kernel: int, dilation: int) -> int: ...
+def conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray],
+    out: np.ndarray,
+    stride: Tuple[int, int],
+    padding: Tuple[int, int, int, int],
+    dilation: Tuple[int, int],
+    groups: int,
+    layout: int,
+    num_threads: int,
+) -> None: ...
+def pool2d(
+    reduction: str,
+    x: np.ndarray,
+    out: np.ndarray,
+    indices: Optional[np.ndarray],
+    kernel: Tuple[int, int],
+    stride: Tuple[int, int],
+    padding: Tuple[int, int, int, int],
+    dilation: Tuple[int, int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int,
+    norm_type: float,
+    layout: int,
+    num_threads: int,
+) -> None: ...
+def adaptive_pool2d(
+    reduction: str,
+    x: np.ndarray,
+    out: np.ndarray,
+    indices: Optional[np.ndarray],
+    output_size: Tuple[int, int],
+    layout: int,
+    num_threads: int,
+) -> None: ...
