@@ -37,6 +37,23 @@ void register_runtime(py::module_& m) {
 #endif
       },
       "Threads used when the caller does not choose (OpenMP's default).");
+  m.def(
+      "fma_probe",
+      [](int64_t iterations, int num_threads) {
+        require_positive(iterations, "iterations");
+        require_positive(num_threads, "num_threads");
+        const FmaProbeFn probe = active_kernels().fma_probe;
+        float sink = 0.0f;
+        double flops = 0.0;
+        {
+          py::gil_scoped_release release;
+          flops = probe(iterations, num_threads, &sink);
+        }
+        return flops;
+      },
+      py::arg("iterations"), py::arg("num_threads"),
+      "Run a loop of independent FP32 vector FMAs with the active ISA; returns the FLOPs done. "
+      "Time the call to measure the machine's FMA peak.");
   m.def("output_size", &output_size, py::arg("in_size"), py::arg("kernel"), py::arg("stride"),
         py::arg("dilation"), py::arg("pad_before"), py::arg("pad_after"), py::arg("ceil_mode"),
         "Number of windows along one axis (see docs/semantics.md).");

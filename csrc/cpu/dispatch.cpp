@@ -15,11 +15,13 @@ namespace convpool {
   void register_conv_backward_kernels(KernelTable& table); \
   void register_pool_kernels(KernelTable& table);          \
   void register_pool_backward_kernels(KernelTable& table); \
+  void register_probe_kernels(KernelTable& table);         \
   inline void register_kernels(KernelTable& table) {       \
     register_conv_kernels(table);                          \
     register_conv_backward_kernels(table);                 \
     register_pool_kernels(table);                          \
     register_pool_backward_kernels(table);                 \
+    register_probe_kernels(table);                         \
   }                                                        \
   }
 CONVPOOL_DECLARE_ISA(baseline)

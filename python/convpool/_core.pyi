@@ -52,3 +52,48 @@ def adaptive_pool2d(
     layout: int,
     num_threads: int,
 ) -> None: ...
+def fma_probe(iterations: int, num_threads: int) -> float: ...
+def conv2d_backward_input(
+    grad_out: np.ndarray,
+    weight: np.ndarray,
+    grad_x: np.ndarray,
+    stride: Tuple[int, int],
+    padding: Tuple[int, int, int, int],
+    dilation: Tuple[int, int],
+    groups: int,
+    layout: int,
+    num_threads: int,
+) -> None: ...
+def conv2d_backward_weight(
+    grad_out: np.ndarray,
+    x: np.ndarray,
+    grad_weight: np.ndarray,
+    grad_bias: Optional[np.ndarray],
+    stride: Tuple[int, int],
+    padding: Tuple[int, int, int, int],
+    dilation: Tuple[int, int],
+    groups: int,
+    layout: int,
+    num_threads: int,
+) -> None: ...
+def max_pool2d_backward(
+    grad_out: np.ndarray, indices: np.ndarray, grad_x: np.ndarray, layout: int, num_threads: int
+) -> None: ...
+def pool2d_backward(
+    reduction: str,
+    grad_out: np.ndarray,
+    x: Optional[np.ndarray],
+    y: Optional[np.ndarray],
+    grad_x: np.ndarray,
+    kernel: Tuple[int, int],
+    stride: Tuple[int, int],
+    padding: Tuple[int, int, int, int],
+    dilation: Tuple[int, int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int,
+    norm_type: float,
+    layout: int,
+    num_threads: int,
+) -> None: ...
+def adaptive_avg_pool2d_backward(grad_out: np.ndarray, grad_x: np.ndarray, layout: int, num_threads: int) -> None: ...

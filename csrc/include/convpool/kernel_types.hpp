@@ -118,9 +118,14 @@ struct FloatKernels {
   SumPool2dBackwardFn<T> lp_pool2d_backward = nullptr;
 };
 
+// Runs a fixed number of vector FMA rounds on num_threads threads; returns the FLOPs
+// done (the benchmark times it). The sink keeps the result alive.
+using FmaProbeFn = double (*)(int64_t iterations, int num_threads, float* sink);
+
 // Every kernel an ISA provides. Filled once per ISA by its register_* functions.
 struct KernelTable {
   const char* isa = "none";
+  FmaProbeFn fma_probe = nullptr;
   FloatKernels<float> f32;
   FloatKernels<double> f64;
   MaxPool2dFn<int8_t> max_pool2d_i8 = nullptr;

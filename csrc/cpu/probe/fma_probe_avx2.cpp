@@ -1,0 +1,7 @@
+// FMA throughput probe built with the avx2 flags (see CMakeLists.txt).
+#include <cstdint>
+
+#include "convpool/kernel_types.hpp"
+
+#define CONVPOOL_TARGET avx2
+#include "probe/fma_probe.inc"
