@@ -40,6 +40,14 @@ __all__ = [
     "global_max_pool2d",
     "output_size",
     "same_padding",
+    "conv2d_backward",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+    "lp_pool2d_backward",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d_backward",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d_backward",
 ]
 
 Pair = Tuple[int, int]
@@ -491,3 +499,294 @@ def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
 def global_max_pool2d(x: np.ndarray) -> np.ndarray:
     """Max over each whole ``(n, c)`` plane, shape ``(N, C, 1, 1)``."""
     return adaptive_max_pool2d(x, (1, 1))
+
+
+# ----------------------------------------------------------------------------
+# Backward passes
+# ----------------------------------------------------------------------------
+#
+# The gradients of the functions above, for an upstream gradient ``grad_out``
+# (dL/d output).  They are written as *scatters*: loop over the kernel taps (or
+# the adaptive windows) and add each output's gradient, times d(output)/d(input),
+# into the input position that tap read -- everything else vectorised.  (The
+# compiled kernels gather instead, so this is an independent transcription.)
+# Within one tap, different output positions read different input positions,
+# so a plain fancy-index ``+=`` is a correct scatter there; max pooling, whose
+# indices may coincide, uses ``np.add.at``.  Sums are in float64; results have
+# ``grad_out``'s dtype.
+
+
+def _check_grad_out(grad_out: np.ndarray, shape: Tuple[int, ...], op: str) -> np.ndarray:
+    grad_out = np.asarray(grad_out)
+    if grad_out.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{op}: grad_out dtype must be float32 or float64, got {grad_out.dtype}")
+    if grad_out.shape != tuple(shape):
+        raise ValueError(f"{op}: grad_out must have the forward output's shape {tuple(shape)}, got {grad_out.shape}")
+    return grad_out
+
+
+def _check_input_shape(input_shape, op: str) -> Tuple[int, int, int, int]:
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 4 or min(shape) < 0 or shape[2] < 1 or shape[3] < 1:
+        raise ValueError(f"{op}: input_shape must be (N, C, H, W) with H, W >= 1, got {tuple(input_shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def _valid_positions(
+    in_size: int, out: int, stride: int, dilation: int, pad_before: int, pad_after: int, i: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """``(outputs, positions)`` of tap ``i`` along one axis, restricted to valid taps:
+    output ``outputs[m]`` reads input ``positions[m]``."""
+    pos, valid, _ = _window_taps(in_size, out, stride, dilation, pad_before, pad_after, i)
+    return np.nonzero(valid)[0], pos[valid]
+
+
+def conv2d_backward(
+    grad_out: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    stride: Pair = (1, 1),
+    padding: Padding = ((0, 0), (0, 0)),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients ``(grad_x, grad_weight, grad_bias)`` of :func:`conv2d`.
+
+    For every tap ``(i, j)`` and every output position ``(oh, ow)``, the output
+    ``out[n, k, oh, ow]`` read ``xpad[n, g*Cg + c, oh*sh + i*dh, ow*sw + j*dw]``
+    with weight ``weight[k, c, i, j]``, so (scatter)::
+
+        grad_xpad[n, g*Cg + c, oh*sh + i*dh, ow*sw + j*dw] += weight[k, c, i, j] * grad_out[n, k, oh, ow]
+        grad_weight[k, c, i, j] += xpad[n, g*Cg + c, oh*sh + i*dh, ow*sw + j*dw] * grad_out[n, k, oh, ow]
+        grad_bias[k] += grad_out[n, k, oh, ow]
+
+    and ``grad_x`` is ``grad_xpad`` without the padding.
+    """
+    x = _check_x(x, _FLOAT_DTYPES, "conv2d_backward")
+    weight = np.asarray(weight)
+    N, C, H, W = x.shape
+    K, Cg, kh, kw = weight.shape
+    if groups < 1 or C % groups != 0 or K % groups != 0 or Cg != C // groups:
+        raise ValueError(f"conv2d_backward: weight {weight.shape} does not fit C={C} in groups={groups}")
+    (sh, sw), (dh, dw) = stride, dilation
+    (pt, pb), (pl, pr) = padding
+    oh = output_size(H, kh, sh, dh, pt, pb)
+    ow = output_size(W, kw, sw, dw, pl, pr)
+    gy = _check_grad_out(grad_out, (N, K, oh, ow), "conv2d_backward")
+
+    G, Kg = groups, K // groups
+    gy64 = gy.astype(np.float64).reshape(N, G, Kg, oh, ow)
+    xpad = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    w = weight.astype(np.float64).reshape(G, Kg, Cg, kh, kw)
+    gxpad = np.zeros_like(xpad)
+    gw = np.zeros((G, Kg, Cg, kh, kw), dtype=np.float64)
+    for i in range(kh):
+        rows = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
+        for j in range(kw):
+            cols = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+            with np.errstate(invalid="ignore", over="ignore"):
+                # Scatter into the positions this tap read (distinct within the tap).
+                gxpad[:, :, rows, cols] += np.einsum(
+                    "ngkhw,gkc->ngchw", gy64, w[:, :, :, i, j]
+                ).reshape(N, C, oh, ow)
+                patch = xpad[:, :, rows, cols].reshape(N, G, Cg, oh, ow)
+                gw[:, :, :, i, j] += np.einsum("ngchw,ngkhw->gkc", patch, gy64)
+    gx = gxpad[:, :, pt : pt + H, pl : pl + W]
+    gb = gy64.sum(axis=(0, 3, 4)).reshape(K)
+    dtype = gy.dtype
+    with np.errstate(over="ignore"):
+        return gx.astype(dtype), gw.reshape(K, Cg, kh, kw).astype(dtype), gb.astype(dtype)
+
+
+def max_pool2d_backward(grad_out: np.ndarray, indices: np.ndarray, input_shape) -> np.ndarray:
+    """Gradient of :func:`max_pool2d` / :func:`adaptive_max_pool2d` /
+    :func:`global_max_pool2d` from the forward's indices.
+
+    Each output's gradient is added to the input at its index (``ih * W + iw``
+    within the ``(n, c)`` plane); coinciding indices add up; index ``-1`` (a
+    window with no valid tap) sends its gradient nowhere.  Any other index
+    outside ``[0, H * W)`` is a ``ValueError``.
+    """
+    N, C, H, W = _check_input_shape(input_shape, "max_pool2d_backward")
+    grad_out = np.asarray(grad_out)
+    if grad_out.ndim != 4 or grad_out.shape[:2] != (N, C):
+        raise ValueError(
+            f"max_pool2d_backward: grad_out must be (N, C, oh, ow) = ({N}, {C}, oh, ow), got {grad_out.shape}"
+        )
+    gy = _check_grad_out(grad_out, grad_out.shape, "max_pool2d_backward")
+    idx = np.asarray(indices)
+    if idx.shape != gy.shape:
+        raise ValueError(f"max_pool2d_backward: indices must have grad_out's shape {gy.shape}, got {idx.shape}")
+    if idx.dtype != np.int64:
+        raise TypeError(f"max_pool2d_backward: indices must be int64, got {idx.dtype}")
+    if idx.size and (idx.min() < -1 or idx.max() >= H * W):
+        raise ValueError(f"max_pool2d_backward: indices must lie in [-1, {H * W}), got [{idx.min()}, {idx.max()}]")
+    gx = np.zeros((N, C, H * W), dtype=np.float64)
+    flat_idx = idx.reshape(N, C, -1)
+    flat_gy = gy.astype(np.float64).reshape(N, C, -1)
+    n_i, c_i, o_i = np.nonzero(flat_idx >= 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.add.at(gx, (n_i, c_i, flat_idx[n_i, c_i, o_i]), flat_gy[n_i, c_i, o_i])
+    with np.errstate(over="ignore"):
+        return gx.reshape(N, C, H, W).astype(gy.dtype)
+
+
+adaptive_max_pool2d_backward = max_pool2d_backward
+
+
+def _avg_divisor(
+    in_hw: Pair,
+    out_hw: Pair,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    count_include_pad: bool,
+    divisor_override: Optional[int],
+) -> np.ndarray:
+    """The ``(oh, ow)`` divisors of :func:`avg_pool2d` (same rules)."""
+    if divisor_override is not None:
+        return np.full(out_hw, float(divisor_override))
+    counts = []
+    for a in range(2):
+        count = np.zeros(out_hw[a], dtype=np.int64)
+        for i in range(kernel_size[a]):
+            _, valid, in_padded = _window_taps(
+                in_hw[a], out_hw[a], stride[a], dilation[a], padding[a][0], padding[a][1], i
+            )
+            count += in_padded if count_include_pad else valid
+        counts.append(count)
+    return (counts[0][:, None] * counts[1][None, :]).astype(np.float64)
+
+
+def avg_pool2d_backward(
+    grad_out: np.ndarray,
+    input_shape,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair = (1, 1),
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Optional[int] = None,
+) -> np.ndarray:
+    """Gradient of :func:`avg_pool2d`: every output's gradient divided by its
+    divisor is added to each valid tap of its window (padding and ceil-mode
+    overhang receive nothing; a zero divisor passes nothing)."""
+    N, C, H, W = _check_input_shape(input_shape, "avg_pool2d_backward")
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    (pt, pb), (pl, pr) = padding
+    oh = output_size(H, kh, sh, dh, pt, pb, ceil_mode)
+    ow = output_size(W, kw, sw, dw, pl, pr, ceil_mode)
+    gy = _check_grad_out(grad_out, (N, C, oh, ow), "avg_pool2d_backward")
+    divisor = _avg_divisor(
+        (H, W), (oh, ow), kernel_size, stride, padding, dilation, count_include_pad, divisor_override
+    )
+    share = np.zeros((N, C, oh, ow), dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.divide(gy.astype(np.float64), divisor, out=share, where=np.broadcast_to(divisor != 0, share.shape))
+    gx = np.zeros((N, C, H, W), dtype=np.float64)
+    for i in range(kh):
+        ro, rpos = _valid_positions(H, oh, sh, dh, pt, pb, i)
+        for j in range(kw):
+            co, cpos = _valid_positions(W, ow, sw, dw, pl, pr, j)
+            with np.errstate(invalid="ignore", over="ignore"):
+                gx[:, :, rpos[:, None], cpos[None, :]] += share[:, :, ro[:, None], co[None, :]]
+    with np.errstate(over="ignore"):
+        return gx.astype(gy.dtype)
+
+
+def lp_pool2d_backward(
+    grad_out: np.ndarray,
+    x: np.ndarray,
+    norm_type: float,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair = (1, 1),
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    """Gradient of :func:`lp_pool2d` at ``x``.
+
+    With ``y = (sum |x| ** p) ** (1 / p)`` over a window's valid taps,
+    ``dy / dx = sign(x) * |x| ** (p - 1) / y ** (p - 1)``.  An output with
+    ``y == 0`` passes no gradient, an input with ``x == 0`` receives none.
+    ``y`` is recomputed in float64 from ``x``.
+    """
+    x = _check_x(x, _FLOAT_DTYPES, "lp_pool2d_backward")
+    p = float(norm_type)
+    if not (np.isfinite(p) and p > 0):
+        raise ValueError(f"lp_pool2d_backward: norm_type must be a positive finite number, got {norm_type}")
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    (pt, pb), (pl, pr) = padding
+    oh = output_size(H, kh, sh, dh, pt, pb, ceil_mode)
+    ow = output_size(W, kw, sw, dw, pl, pr, ceil_mode)
+    gy = _check_grad_out(grad_out, (N, C, oh, ow), "lp_pool2d_backward")
+    if gy.dtype != x.dtype:
+        raise TypeError(f"lp_pool2d_backward: grad_out dtype {gy.dtype} does not match x's {x.dtype}")
+    x64 = x.astype(np.float64)
+    ax = np.abs(x64)
+    y = np.zeros((N, C, oh, ow), dtype=np.float64)  # forward, in float64
+    for i in range(kh):
+        ro, rpos = _valid_positions(H, oh, sh, dh, pt, pb, i)
+        for j in range(kw):
+            co, cpos = _valid_positions(W, ow, sw, dw, pl, pr, j)
+            with np.errstate(over="ignore"):
+                y[:, :, ro[:, None], co[None, :]] += ax[:, :, rpos[:, None], cpos[None, :]] ** p
+    with np.errstate(over="ignore"):
+        y = y ** (1.0 / p)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out_factor = np.where(y > 0, gy.astype(np.float64) / np.where(y > 0, y, 1.0) ** (p - 1.0), 0.0)
+        in_factor = np.where(x64 != 0, np.sign(x64) * np.where(x64 != 0, ax, 1.0) ** (p - 1.0), 0.0)
+    gx = np.zeros((N, C, H, W), dtype=np.float64)
+    for i in range(kh):
+        ro, rpos = _valid_positions(H, oh, sh, dh, pt, pb, i)
+        for j in range(kw):
+            co, cpos = _valid_positions(W, ow, sw, dw, pl, pr, j)
+            r, c = rpos[:, None], cpos[None, :]
+            with np.errstate(invalid="ignore", over="ignore"):
+                gx[:, :, r, c] += out_factor[:, :, ro[:, None], co[None, :]] * in_factor[:, :, r, c]
+    with np.errstate(over="ignore"):
+        return gx.astype(x.dtype)
+
+
+def adaptive_avg_pool2d_backward(grad_out: np.ndarray, input_shape) -> np.ndarray:
+    """Gradient of :func:`adaptive_avg_pool2d` (the output size is ``grad_out``'s):
+    each output's gradient divided by its window's element count, added to every
+    element of the window."""
+    N, C, H, W = _check_input_shape(input_shape, "adaptive_avg_pool2d_backward")
+    grad_out = np.asarray(grad_out)
+    if grad_out.ndim != 4 or grad_out.shape[:2] != (N, C) or min(grad_out.shape[2:]) < 1:
+        raise ValueError(
+            f"adaptive_avg_pool2d_backward: grad_out must be ({N}, {C}, oh >= 1, ow >= 1), got {grad_out.shape}"
+        )
+    gy = _check_grad_out(grad_out, grad_out.shape, "adaptive_avg_pool2d_backward")
+    oh, ow = gy.shape[2:]
+    gy64 = gy.astype(np.float64)
+    gx = np.zeros((N, C, H, W), dtype=np.float64)
+    for a in range(oh):
+        hs, he = _adaptive_bounds(H, oh, a)
+        for b in range(ow):
+            ws, we = _adaptive_bounds(W, ow, b)
+            with np.errstate(invalid="ignore", over="ignore"):
+                gx[:, :, hs:he, ws:we] += (gy64[:, :, a, b] / ((he - hs) * (we - ws)))[:, :, None, None]
+    with np.errstate(over="ignore"):
+        return gx.astype(gy.dtype)
+
+
+def global_avg_pool2d_backward(grad_out: np.ndarray, input_shape) -> np.ndarray:
+    """Gradient of :func:`global_avg_pool2d`: ``grad_out[n, c] / (H * W)`` everywhere."""
+    N, C, _, _ = _check_input_shape(input_shape, "global_avg_pool2d_backward")
+    _check_grad_out(grad_out, (N, C, 1, 1), "global_avg_pool2d_backward")
+    return adaptive_avg_pool2d_backward(grad_out, input_shape)
+
+
+def global_max_pool2d_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`global_max_pool2d` at ``x``: each plane's gradient goes to
+    its first maximum (first NaN if any)."""
+    x = _check_x(x, _FLOAT_DTYPES, "global_max_pool2d_backward")
+    N, C = x.shape[:2]
+    _check_grad_out(grad_out, (N, C, 1, 1), "global_max_pool2d_backward")
+    _, idx = adaptive_max_pool2d(x, (1, 1), return_indices=True)
+    return max_pool2d_backward(grad_out, idx, x.shape)
