@@ -1,6 +1,8 @@
 // Convolution kernels built with the avx512 flags (see CMakeLists.txt).
+#include <cstddef>
 #include <cstdint>
 #include <new>
+#include <utility>
 
 #include "convpool/kernel_types.hpp"
 

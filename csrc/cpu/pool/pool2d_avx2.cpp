@@ -1,7 +1,10 @@
 // Pooling kernels built with the avx2 flags (see CMakeLists.txt).
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <new>
+#include <type_traits>
+#include <utility>
 
 #include "convpool/kernel_types.hpp"
 

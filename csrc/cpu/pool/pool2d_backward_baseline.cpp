@@ -1,6 +1,8 @@
 // Pooling backward kernels built with the baseline flags (see CMakeLists.txt).
+#include <cstddef>
 #include <cstdint>
 #include <new>
+#include <utility>
 
 #include "convpool/kernel_types.hpp"
 
