@@ -1,0 +1,1 @@
+"""convpool's benchmark suite: ``python benchmarks/run.py`` (see benchmarks/README.md)."""
