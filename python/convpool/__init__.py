@@ -20,7 +20,7 @@ from ._config import _apply_isa_request
 
 _apply_isa_request()
 
-from . import reference  # noqa: E402
+from . import layers, reference  # noqa: E402
 from .backward import (  # noqa: E402
     adaptive_avg_pool2d_backward,
     adaptive_max_pool2d_backward,
@@ -68,5 +68,6 @@ __all__ = [
     "threads",
     "show_config",
     "has_cuda",
+    "layers",
     "reference",
 ]
