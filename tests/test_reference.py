@@ -629,6 +629,9 @@ def test_module_surface():
     assert set(ref.__all__) == {
         "conv2d", "max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d",
         "adaptive_max_pool2d", "global_avg_pool2d", "global_max_pool2d", "output_size", "same_padding",
+        "conv2d_backward", "max_pool2d_backward", "avg_pool2d_backward", "lp_pool2d_backward",
+        "adaptive_avg_pool2d_backward", "adaptive_max_pool2d_backward", "global_avg_pool2d_backward",
+        "global_max_pool2d_backward",
     }
     for name in ref.__all__:
         assert callable(getattr(ref, name)) and getattr(ref, name).__doc__

@@ -170,8 +170,9 @@ void adaptive_pool2d(const std::string& reduction, const py::array& x, py::array
   const Dims d = dims_of(x, layout);
   const PoolAxisTable rows = make_adaptive_axis(d.h, output_size[0]);
   const PoolAxisTable cols = make_adaptive_axis(d.w, output_size[1]);
-  dispatch({parse_reduction(reduction), x, out, indices, make_options(false, 0, 2.0), num_threads},
-           pool_problem(d, rows, cols, layout));
+  const Reduction r = parse_reduction(reduction);
+  if (r == Reduction::lp) throw py::value_error("reduction: adaptive pooling is 'max' or 'avg'");
+  dispatch({r, x, out, indices, make_options(false, 0, 2.0), num_threads}, pool_problem(d, rows, cols, layout));
 }
 
 template <class T>

@@ -45,11 +45,17 @@ def layout_code(layout: Any) -> int:
 def as_array(value: Any, name: str, dtypes: Sequence[np.dtype]) -> np.ndarray:
     """``value`` as an ndarray of one of ``dtypes`` (native byte order), never cast."""
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
-    if not arr.dtype.isnative:
+    if arr.dtype not in dtypes and arr.dtype.newbyteorder("=") in dtypes:
+        # Non-native byte order: convert to the machine's order (a copy).
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype not in dtypes:
         expected = ", ".join(str(d) for d in dtypes)
         raise TypeError(f"{name}: unsupported dtype {arr.dtype}; expected one of {expected}")
+    canonical = dtypes[list(dtypes).index(arr.dtype)]
+    if arr.dtype is not canonical:
+        # An equal but distinct dtype object (metadata, long vs long long, a
+        # converted byte order): the compiled module matches dtypes by identity.
+        arr = arr.view(canonical)
     return arr
 
 

@@ -122,6 +122,8 @@ def max_pool2d_backward(
             f"grad_out: batch and channels ({gy.shape[0]}, {gc}) do not match input_shape's ({n}, {c})"
         )
     grad_x = np.empty(shape, dtype=gy.dtype)
+    if grad_x.size == 0:
+        return grad_x
     _core.max_pool2d_backward(gy, np.ascontiguousarray(idx), grad_x, code, get_num_threads())
     return grad_x
 
@@ -152,6 +154,8 @@ def _window_backward(
     out_shape = v.shape_in_layout(layout, n, c, g.out_hw[0], g.out_hw[1])
     gy = _grad_out(grad_out, None if x is None else x.dtype, out_shape)
     grad_x = np.empty(shape, dtype=gy.dtype)
+    if grad_x.size == 0:  # no window tables for an empty batch (their size is unbounded by it)
+        return grad_x
     _core.pool2d_backward(
         reduction, gy, x, y, grad_x, g.kernel, g.stride, flat_padding(g.padding), g.dilation,
         g.ceil_mode, count_include_pad, divisor_override, norm_type, code, get_num_threads(),
@@ -223,6 +227,8 @@ def adaptive_avg_pool2d_backward(
             f"grad_out: batch and channels ({gy.shape[0]}, {gc}) do not match input_shape's ({n}, {c})"
         )
     grad_x = np.empty(shape, dtype=gy.dtype)
+    if grad_x.size == 0:
+        return grad_x
     _core.adaptive_avg_pool2d_backward(gy, grad_x, code, get_num_threads())
     return grad_x
 
@@ -240,7 +246,10 @@ def global_avg_pool2d_backward(
 
 def global_max_pool2d_backward(grad_out: Any, x: Any, *, layout: str = "NCHW") -> np.ndarray:
     """Gradient of :func:`convpool.global_max_pool2d` at ``x`` (to the first maximum)."""
-    _, indices = adaptive_max_pool2d(x, 1, return_indices=True, layout=layout)
     xa = v.as_array(x, "x", v.FLOAT_DTYPES)
-    return max_pool2d_backward(grad_out, indices, xa.shape, layout=layout)
+    v.layout_code(layout)
+    n, c, _, _ = v.require_4d(xa, "x", layout)
+    gy = _grad_out(grad_out, xa.dtype, v.shape_in_layout(layout, n, c, 1, 1))
+    _, indices = adaptive_max_pool2d(xa, 1, return_indices=True, layout=layout)
+    return max_pool2d_backward(gy, indices, xa.shape, layout=layout)
 

@@ -1,0 +1,947 @@
+"""Backward passes (``convpool.*_backward``), checked three independent ways.
+
+1. Against the scatter references ``convpool.reference.*_backward`` (hypothesis, every
+   ISA, both layouts, float32/float64, 1 and 2 threads), within the rounding-error
+   bounds of ``conftest.reduction_atol``. The compiled kernels gather, the references
+   scatter, so a wrong stride phase, tap or divisor shows up as an O(1) error.
+2. Against central finite differences (float64) of ``L = sum(forward(x) * g)``, with
+   convpool's own forward: the backward must be the derivative of the forward.
+3. Against PyTorch autograd where PyTorch supports the case (``@pytest.mark.torch``).
+
+Then bad inputs: out-of-range indices, mismatched grad_out, bad input_shape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import convpool
+from convpool import reference as ref
+
+from conftest import (
+    FLOAT_DTYPES,
+    INPUT_FORMS,
+    LAYOUTS,
+    SIMD_SIZES,
+    TOL_C,
+    assert_within,
+    eps,
+    examples,
+    extent,
+    from_layout,
+    normalise_padding,
+    output_hw,
+    pair_arg,
+    random_array,
+    reduction_atol,
+    seeds,
+    to_layout,
+)
+
+# Channel counts around every SIMD width / register tile.
+CHANNELS = (1, 7, 8, 9, 15, 16, 17, 33)
+WIDTHS = SIMD_SIZES + (2, 3, 4, 5)
+THREADS = st.sampled_from((1, 2))
+F64 = np.dtype(np.float64)
+
+
+def abs64(a: np.ndarray) -> np.ndarray:
+    return np.abs(np.asarray(a, dtype=np.float64))
+
+
+# ============================================================================= conv2d
+
+
+@dataclass
+class ConvCase:
+    n: int
+    c: int
+    k: int
+    h: int
+    w: int
+    kernel: Tuple[int, int]
+    stride: Tuple[int, int]
+    dilation: Tuple[int, int]
+    padding: object  # any public form
+    groups: int
+    dtype: np.dtype
+    layout: str
+
+    @property
+    def pads(self):
+        return normalise_padding(self.padding, (self.h, self.w), self.kernel, self.stride, self.dilation)
+
+    @property
+    def out_hw(self):
+        return output_hw((self.h, self.w), self.kernel, self.stride, self.dilation, self.pads)
+
+    def arrays(self, seed: int):
+        """NCHW x, weight, bias and an upstream gradient of the output's NCHW shape."""
+        rng = np.random.default_rng(seed)
+        x = random_array(rng, (self.n, self.c, self.h, self.w), self.dtype)
+        weight = random_array(rng, (self.k, self.c // self.groups) + self.kernel, self.dtype)
+        bias = random_array(rng, (self.k,), self.dtype)
+        gy = random_array(rng, (self.n, self.k) + self.out_hw, self.dtype)
+        return x, weight, bias, gy
+
+    def kwargs(self):
+        return dict(
+            stride=pair_arg(self.stride), padding=self.padding, dilation=pair_arg(self.dilation),
+            groups=self.groups, layout=self.layout,
+        )
+
+    def ref_args(self):
+        return (self.stride, self.pads, self.dilation, self.groups)
+
+
+paddings = st.one_of(
+    st.sampled_from(["valid", "same", "same_lower"]),
+    st.integers(0, 3),
+    st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)), st.tuples(st.integers(0, 3), st.integers(0, 3))),
+)
+
+
+@st.composite
+def conv_cases(draw, dtype=None, small=False) -> ConvCase:
+    mode = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
+    sizes = (1, 2, 3, 4) if small else CHANNELS
+    if mode == "dense":
+        groups, c, k = 1, draw(st.sampled_from(sizes)), draw(st.sampled_from(sizes))
+    elif mode == "grouped":
+        groups = draw(st.integers(2, 3))
+        c = groups * draw(st.integers(1, 2 if small else 9))
+        k = groups * draw(st.sampled_from((1, 2) if small else (1, 2, 7, 8, 9, 16, 17)))
+    else:  # depthwise, channel multiplier 1 or 2
+        c = draw(st.sampled_from(sizes))
+        groups, k = c, c * draw(st.sampled_from((1, 2)))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    case = ConvCase(
+        n=draw(st.integers(1, 2 if small else 3)),
+        c=c,
+        k=k,
+        h=draw(st.integers(1, 6 if small else 9)),
+        w=draw(st.integers(1, 6) if small else st.sampled_from(WIDTHS)),
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        padding=draw(paddings),
+        groups=groups,
+        dtype=draw(st.sampled_from(FLOAT_DTYPES)) if dtype is None else np.dtype(dtype),
+        layout=draw(st.sampled_from(LAYOUTS)),
+    )
+    assume(case.out_hw is not None)
+    return case
+
+
+def conv_grads(case: ConvCase, x, weight, gy, flags=(True, True, True), transform=None):
+    """convpool.conv2d_backward on NCHW arrays, results back in NCHW."""
+    t = transform or (lambda a: a)
+    gx, gw, gb = convpool.conv2d_backward(
+        t(to_layout(gy, case.layout)), t(to_layout(x, case.layout)), t(weight),
+        input_grad=flags[0], weight_grad=flags[1], bias_grad=flags[2], **case.kwargs(),
+    )
+    return (None if gx is None else from_layout(gx, case.layout)), gw, gb
+
+
+def check_conv_backward(case: ConvCase, seed: int, flags=(True, True, True), transform=None) -> None:
+    x, weight, _, gy = case.arrays(seed)
+    got = conv_grads(case, x, weight, gy, flags, transform)
+    want = ref.conv2d_backward(gy, x, weight, *case.ref_args())
+    magnitude = ref.conv2d_backward(abs64(gy), abs64(x), abs64(weight), *case.ref_args())
+    oh, ow = case.out_hw
+    n_terms = (
+        (case.k // case.groups) * case.kernel[0] * case.kernel[1],  # grad_x[n, c, ih, iw]
+        case.n * oh * ow,  # grad_w[k, c, i, j]
+        case.n * oh * ow,  # grad_b[k]
+    )
+    for name, flag, g, w, m, n in zip(("grad_x", "grad_w", "grad_b"), flags, got, want, magnitude, n_terms):
+        if not flag:
+            assert g is None, f"{name} was not asked for"
+            continue
+        assert g is not None, f"{name} missing"
+        assert_within(g, w, reduction_atol(case.dtype, n, m), f"{name}: ")
+
+
+@examples(0.3)
+@given(case=conv_cases(), threads=THREADS, seed=seeds)
+def test_conv2d_backward_matches_reference(isa, case, threads, seed):
+    with convpool.threads(threads):
+        check_conv_backward(case, seed)
+
+
+@examples(0.15)
+@given(
+    case=conv_cases(),
+    flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    seed=seeds,
+)
+def test_conv2d_backward_flags(isa, case, flags, seed):
+    """input_grad / weight_grad / bias_grad in every combination (bias alone has its own path)."""
+    check_conv_backward(case, seed, flags)
+
+
+def sweep_dtype(c: int, layout: str) -> np.dtype:
+    """Alternate the dtype over the channel sweeps (each layout sees both dtypes; the
+    hypothesis tests cover every combination): halves their cost."""
+    return FLOAT_DTYPES[(CHANNELS.index(c) + LAYOUTS.index(layout)) % 2]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("c", CHANNELS)
+def test_conv2d_backward_stride_phases(isa, layout, c):
+    """Every stride phase of the input gradient: strides 2 and 3 with dilated and undilated
+    3x3 / 2x3 kernels, "same" and asymmetric padding, dense and depthwise, at every
+    channel count around the SIMD widths."""
+    dtype = sweep_dtype(c, layout)
+    for stride, dilation, kernel, padding, groups in (
+        ((2, 2), (1, 1), (3, 3), "same", 1),
+        ((3, 2), (2, 1), (2, 3), ((2, 0), (1, 3)), 1),
+        ((2, 3), (1, 2), (3, 3), "same_lower", c),
+        ((3, 3), (1, 1), (3, 2), 1, c),
+    ):
+        case = ConvCase(
+            n=2, c=c, k=c if groups == c else 9, h=10, w=c + 4, kernel=kernel, stride=stride,
+            dilation=dilation, padding=padding, groups=groups, dtype=np.dtype(dtype), layout=layout,
+        )
+        check_conv_backward(case, seed=c)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("form", INPUT_FORMS)
+def test_conv2d_backward_input_forms(isa, layout, form):
+    case = ConvCase(n=2, c=9, k=17, h=6, w=11, kernel=(3, 2), stride=(2, 2), dilation=(1, 2),
+                    padding=((1, 2), (0, 1)), groups=1, dtype=F64, layout=layout)
+    check_conv_backward(case, seed=5, transform=INPUT_FORMS[form])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv2d_backward_empty_batch(layout):
+    """N = 0: no input gradient elements, and zero weight and bias gradients."""
+    case = ConvCase(n=0, c=3, k=4, h=5, w=5, kernel=(3, 3), stride=(2, 2), dilation=(1, 1),
+                    padding=1, groups=1, dtype=F64, layout=layout)
+    x, weight, _, gy = case.arrays(0)
+    gx, gw, gb = conv_grads(case, x, weight, gy)
+    assert gx.shape == x.shape
+    assert_within(gw, np.zeros_like(weight), 0.0)
+    assert_within(gb, np.zeros(4), 0.0)
+
+
+# ============================================================================= window pooling
+
+
+@dataclass
+class PoolCase:
+    n: int
+    c: int
+    h: int
+    w: int
+    kernel: Tuple[int, int]
+    stride: Optional[Tuple[int, int]]  # None = kernel_size
+    dilation: Tuple[int, int]
+    padding: object
+    ceil_mode: bool
+    dtype: np.dtype
+    layout: str
+
+    @property
+    def eff_stride(self):
+        return self.kernel if self.stride is None else self.stride
+
+    @property
+    def pads(self):
+        return normalise_padding(self.padding, (self.h, self.w), self.kernel, self.eff_stride, self.dilation)
+
+    @property
+    def out_hw(self):
+        return output_hw((self.h, self.w), self.kernel, self.eff_stride, self.dilation, self.pads, self.ceil_mode)
+
+    @property
+    def shape(self):
+        return (self.n, self.c, self.h, self.w)
+
+    def kwargs(self):
+        return dict(
+            kernel_size=pair_arg(self.kernel),
+            stride=None if self.stride is None else pair_arg(self.stride),
+            padding=self.padding, dilation=pair_arg(self.dilation), ceil_mode=self.ceil_mode,
+            layout=self.layout,
+        )
+
+    def ref_args(self):
+        return (self.kernel, self.eff_stride, self.pads, self.dilation, self.ceil_mode)
+
+    def grad_out(self, rng):
+        return random_array(rng, (self.n, self.c) + self.out_hw, self.dtype)
+
+    def legal(self) -> bool:
+        pads = self.pads
+        for a in range(2):
+            if max(pads[a]) >= extent(self.kernel[a], self.dilation[a]):
+                return False
+        return self.out_hw is not None
+
+
+
+@st.composite
+def pool_cases(draw, dtype=None, small=False) -> PoolCase:
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    case = PoolCase(
+        n=draw(st.integers(1, 2 if small else 3)),
+        c=draw(st.sampled_from((1, 2, 3) if small else CHANNELS)),
+        h=draw(st.integers(1, 6 if small else 9)),
+        w=draw(st.integers(1, 6) if small else st.sampled_from(WIDTHS)),
+        kernel=kernel,
+        stride=stride,
+        dilation=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        padding=draw(paddings),
+        ceil_mode=draw(st.booleans()),
+        dtype=draw(st.sampled_from(FLOAT_DTYPES)) if dtype is None else np.dtype(dtype),
+        layout=draw(st.sampled_from(LAYOUTS)),
+    )
+    assume(case.legal())
+    return case
+
+
+def run_layout(fn, case_layout, *arrays, **kwargs):
+    """Call ``fn`` with NCHW ``arrays`` converted to the layout; result back in NCHW."""
+    out = fn(*(to_layout(a, case_layout) for a in arrays), **kwargs)
+    return from_layout(out, case_layout)
+
+
+def layout_shape(shape, layout):
+    n, c, h, w = shape
+    return (n, h, w, c) if layout == "NHWC" else (n, c, h, w)
+
+
+# ----------------------------------------------------------------------------- max
+
+
+def check_max_backward(gy, idx, shape, layout):
+    """convpool.max_pool2d_backward of NCHW (gy, idx) against the reference."""
+    got = from_layout(
+        convpool.max_pool2d_backward(
+            to_layout(gy, layout), to_layout(idx, layout), layout_shape(shape, layout), layout=layout
+        ),
+        layout,
+    )
+    want = ref.max_pool2d_backward(gy, idx, shape)
+    magnitude = ref.max_pool2d_backward(abs64(gy), idx, shape)
+    coinciding = ref.max_pool2d_backward(np.ones(gy.shape), idx, shape).max(initial=1.0)
+    assert_within(got, want, reduction_atol(gy.dtype, coinciding, magnitude))
+
+
+@examples(0.2)
+@given(case=pool_cases(), kind=st.sampled_from(["normal", "ties"]), threads=THREADS, seed=seeds)
+def test_max_pool2d_backward_matches_reference(isa, case, kind, threads, seed):
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, case.shape, case.dtype, kind)
+    _, idx = convpool.max_pool2d(to_layout(x, case.layout), return_indices=True, **case.kwargs())
+    idx = from_layout(idx, case.layout)
+    with convpool.threads(threads):
+        check_max_backward(case.grad_out(rng), idx, case.shape, case.layout)
+
+
+@examples(0.2)
+@given(
+    # 65 and 129: NHWC splits channels into blocks of 4 SIMD registers (64 floats on AVX-512)
+    n=st.integers(1, 3), c=st.sampled_from(CHANNELS + (65, 129)), h=st.integers(1, 6), w=st.sampled_from(WIDTHS),
+    oh=st.integers(1, 7), ow=st.integers(1, 7), dtype=st.sampled_from(FLOAT_DTYPES),
+    layout=st.sampled_from(LAYOUTS), threads=THREADS, seed=seeds,
+)
+def test_max_pool2d_backward_arbitrary_indices(isa, n, c, h, w, oh, ow, dtype, layout, threads, seed):
+    """Any indices in [-1, H*W): many coinciding ones (they add up), -1 goes nowhere."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(-1, min(h * w, 4), size=(n, c, oh, ow)) if rng.random() < 0.5 else \
+        rng.integers(-1, h * w, size=(n, c, oh, ow))
+    gy = random_array(rng, (n, c, oh, ow), dtype)
+    with convpool.threads(threads):
+        check_max_backward(gy, idx.astype(np.int64), (n, c, h, w), layout)
+
+
+@examples(0.15)
+@given(
+    n=st.integers(1, 3), c=st.sampled_from(CHANNELS), h=st.integers(1, 9), w=st.sampled_from(WIDTHS),
+    oh=st.integers(1, 12), ow=st.integers(1, 12), dtype=st.sampled_from(FLOAT_DTYPES),
+    layout=st.sampled_from(LAYOUTS), threads=THREADS, seed=seeds,
+)
+def test_adaptive_and_global_max_backward_match_reference(isa, n, c, h, w, oh, ow, dtype, layout, threads, seed):
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, (n, c, h, w), dtype, "ties" if rng.random() < 0.3 else "normal")
+    x_in = to_layout(x, layout)
+    _, idx = convpool.adaptive_max_pool2d(x_in, (oh, ow), return_indices=True, layout=layout)
+    assert convpool.adaptive_max_pool2d_backward is convpool.max_pool2d_backward
+    with convpool.threads(threads):
+        check_max_backward(random_array(rng, (n, c, oh, ow), dtype), from_layout(idx, layout), x.shape, layout)
+        gy = random_array(rng, (n, c, 1, 1), dtype)
+        got = run_layout(convpool.global_max_pool2d_backward, layout, gy, x, layout=layout)
+    assert_within(got, ref.global_max_pool2d_backward(gy, x), 0.0)
+
+
+# ----------------------------------------------------------------------------- avg
+
+
+@examples(0.25)
+@given(
+    case=pool_cases(),
+    count_include_pad=st.booleans(),
+    divisor_override=st.one_of(st.none(), st.integers(1, 5)),
+    threads=THREADS,
+    seed=seeds,
+)
+def test_avg_pool2d_backward_matches_reference(isa, case, count_include_pad, divisor_override, threads, seed):
+    rng = np.random.default_rng(seed)
+    gy = case.grad_out(rng)
+    opts = dict(count_include_pad=count_include_pad, divisor_override=divisor_override)
+    with convpool.threads(threads):
+        got = from_layout(
+            convpool.avg_pool2d_backward(
+                to_layout(gy, case.layout), layout_shape(case.shape, case.layout), **case.kwargs(), **opts
+            ),
+            case.layout,
+        )
+    args = case.ref_args() + (count_include_pad, divisor_override)
+    want = ref.avg_pool2d_backward(gy, case.shape, *args)
+    magnitude = ref.avg_pool2d_backward(abs64(gy), case.shape, *args)
+    n_terms = case.kernel[0] * case.kernel[1]  # at most one output per tap reads an input
+    assert_within(got, want, reduction_atol(case.dtype, n_terms, magnitude, acc_dtype=F64))
+
+
+# ----------------------------------------------------------------------------- lp
+
+NORMS = (1, 2, 3, 1.5, 0.5, 2.5, 4.0)
+
+
+def lp_atol(dtype, p, n_terms, magnitude):
+    """Like reduction_atol (sums in float64), plus the rounding of y: convpool divides by
+    the forward's y in x's dtype (relative error <= eps(dtype)), the reference by y
+    recomputed in float64 (error <= TOL_C sqrt(n) eps64); y ** (p - 1) multiplies either
+    relative error by |p - 1|."""
+    y_rel = eps(dtype) + TOL_C * math.sqrt(n_terms) * eps(F64)
+    return reduction_atol(dtype, n_terms, magnitude, acc_dtype=F64) + abs(p - 1) * y_rel * magnitude
+
+
+@examples(0.25)
+@given(case=pool_cases(), p=st.sampled_from(NORMS), zeros=st.booleans(), threads=THREADS, seed=seeds)
+def test_lp_pool2d_backward_matches_reference(isa, case, p, zeros, threads, seed):
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, case.shape, case.dtype)
+    if zeros:  # x == 0 gets no gradient; all-zero windows (y == 0) pass none
+        x[rng.random(x.shape) < 0.3] = 0
+        x[:, :, : case.h // 2] = 0
+    gy = case.grad_out(rng)
+    with convpool.threads(threads):
+        got = run_layout(
+            lambda g, xx, **kw: convpool.lp_pool2d_backward(g, xx, p, **kw), case.layout, gy, x, **case.kwargs()
+        )
+    want = ref.lp_pool2d_backward(gy, x, p, *case.ref_args())
+    magnitude = ref.lp_pool2d_backward(abs64(gy), abs64(x), p, *case.ref_args())
+    assert_within(got, want, lp_atol(case.dtype, p, case.kernel[0] * case.kernel[1], magnitude))
+    assert np.all(got[x == 0] == 0)
+
+
+# ----------------------------------------------------------------------------- adaptive / global avg
+
+
+def adaptive_cover(in_size: int, out_size: int) -> int:
+    """Most windows of an adaptive axis that hold one input position."""
+    count = np.zeros(in_size, dtype=np.int64)
+    for o in range(out_size):
+        start, end = (o * in_size) // out_size, -((-(o + 1) * in_size) // out_size)
+        count[start:end] += 1
+    return int(count.max())
+
+
+@examples(0.2)
+@given(
+    n=st.integers(1, 3), c=st.sampled_from(CHANNELS), h=st.integers(1, 9), w=st.sampled_from(WIDTHS),
+    oh=st.integers(1, 12), ow=st.integers(1, 12), dtype=st.sampled_from(FLOAT_DTYPES),
+    layout=st.sampled_from(LAYOUTS), threads=THREADS, seed=seeds,
+)
+def test_adaptive_and_global_avg_backward_match_reference(isa, n, c, h, w, oh, ow, dtype, layout, threads, seed):
+    rng = np.random.default_rng(seed)
+    shape = (n, c, h, w)
+    gy = random_array(rng, (n, c, oh, ow), dtype)
+    g1 = random_array(rng, (n, c, 1, 1), dtype)
+    lshape = layout_shape(shape, layout)
+    with convpool.threads(threads):
+        got = run_layout(convpool.adaptive_avg_pool2d_backward, layout, gy, input_shape=lshape, layout=layout)
+        got1 = run_layout(convpool.global_avg_pool2d_backward, layout, g1, input_shape=lshape, layout=layout)
+    n_terms = adaptive_cover(h, oh) * adaptive_cover(w, ow)
+    want = ref.adaptive_avg_pool2d_backward(gy, shape)
+    magnitude = ref.adaptive_avg_pool2d_backward(abs64(gy), shape)
+    assert_within(got, want, reduction_atol(dtype, n_terms, magnitude, acc_dtype=F64))
+    want1 = ref.global_avg_pool2d_backward(g1, shape)
+    assert_within(got1, want1, reduction_atol(dtype, 1, abs64(want1), acc_dtype=F64))
+
+
+# ----------------------------------------------------------------------------- pooling sweeps
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("c", CHANNELS)
+def test_pool_backward_channels_and_strides(isa, layout, c):
+    """Channel counts around the SIMD widths with strides 1-3, ceil mode and "same"."""
+    dtype = sweep_dtype(c, layout)
+    rng = np.random.default_rng(c)
+    for kernel, stride, dilation, padding, ceil_mode in (
+        ((3, 3), (2, 2), (1, 1), 1, True),
+        ((2, 3), (3, 1), (2, 1), "same", False),
+        ((3, 2), (1, 3), (1, 2), ((2, 0), (0, 1)), True),
+    ):
+        case = PoolCase(2, c, 7, 10, kernel, stride, dilation, padding, ceil_mode, np.dtype(dtype), layout)
+        assert case.legal()
+        x = random_array(rng, case.shape, dtype)
+        gy = case.grad_out(rng)
+        _, idx = convpool.max_pool2d(to_layout(x, layout), return_indices=True, **case.kwargs())
+        check_max_backward(gy, from_layout(idx, layout), case.shape, layout)
+        got = run_layout(convpool.avg_pool2d_backward, layout, gy,
+                         input_shape=layout_shape(case.shape, layout), **case.kwargs())
+        want = ref.avg_pool2d_backward(gy, case.shape, *case.ref_args())
+        mag = ref.avg_pool2d_backward(abs64(gy), case.shape, *case.ref_args())
+        assert_within(got, want, reduction_atol(dtype, 9, mag, acc_dtype=F64), "avg: ")
+        got = run_layout(lambda g, xx, **kw: convpool.lp_pool2d_backward(g, xx, 3, **kw), layout, gy, x,
+                         **case.kwargs())
+        want = ref.lp_pool2d_backward(gy, x, 3, *case.ref_args())
+        mag = ref.lp_pool2d_backward(abs64(gy), abs64(x), 3, *case.ref_args())
+        assert_within(got, want, lp_atol(dtype, 3, 9, mag), "lp: ")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("n", "c"), [(0, 3), (2, 0), (0, 0)])
+def test_pool_backward_empty_batch_or_channels(layout, n, c):
+    shape = layout_shape((n, c, 5, 6), layout)
+    x = np.zeros(shape)
+    y, idx = convpool.max_pool2d(x, 2, layout=layout, return_indices=True)
+    assert convpool.max_pool2d_backward(y, idx, shape, layout=layout).shape == shape
+    assert convpool.avg_pool2d_backward(y, shape, 2, layout=layout).shape == shape
+    assert convpool.lp_pool2d_backward(y, x, 2, 2, layout=layout).shape == shape
+    assert convpool.adaptive_avg_pool2d_backward(y, shape, layout=layout).shape == shape
+    g1 = convpool.global_max_pool2d(x, layout=layout)
+    assert convpool.global_avg_pool2d_backward(g1, shape, layout=layout).shape == shape
+    assert convpool.global_max_pool2d_backward(g1, x, layout=layout).shape == shape
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pool_backward_empty_windows(isa, layout):
+    """Dilation plus padding gives windows with no valid tap: they pass no gradient (max
+    index -1; avg divisor may be 0; lp y == 0)."""
+    case = PoolCase(2, 3, 2, 2, (2, 2), (1, 1), (3, 3), ((2, 2), (2, 2)), False, F64, layout)
+    rng = np.random.default_rng(0)
+    x = random_array(rng, case.shape, F64)
+    gy = case.grad_out(rng)
+    _, idx = convpool.max_pool2d(to_layout(x, layout), return_indices=True, **case.kwargs())
+    idx = from_layout(idx, layout)
+    assert (idx == -1).any()
+    check_max_backward(gy, idx, case.shape, layout)
+    for cip in (True, False):
+        got = run_layout(convpool.avg_pool2d_backward, layout, gy, input_shape=layout_shape(case.shape, layout),
+                         count_include_pad=cip, **case.kwargs())
+        want = ref.avg_pool2d_backward(gy, case.shape, *case.ref_args(), count_include_pad=cip)
+        assert_within(got, want, reduction_atol(F64, 4, ref.avg_pool2d_backward(
+            abs64(gy), case.shape, *case.ref_args(), count_include_pad=cip), acc_dtype=F64))
+    got = run_layout(lambda g, xx, **kw: convpool.lp_pool2d_backward(g, xx, 2, **kw), layout, gy, x, **case.kwargs())
+    want = ref.lp_pool2d_backward(gy, x, 2, *case.ref_args())
+    assert_within(got, want, lp_atol(F64, 2, 4, ref.lp_pool2d_backward(abs64(gy), abs64(x), 2, *case.ref_args())))
+
+
+# ============================================================================= finite differences
+
+
+def fd_gradient(f, a: np.ndarray, h: float) -> np.ndarray:
+    """Central differences of the scalar function f at every element of a (float64)."""
+    grad = np.empty_like(a)
+    flat, gflat = a.reshape(-1), grad.reshape(-1)
+    with convpool.threads(1):  # many tiny calls: one thread avoids waking a team each time
+        for i in range(flat.size):
+            keep = flat[i]
+            flat[i] = keep + h
+            up = f(a)
+            flat[i] = keep - h
+            down = f(a)
+            flat[i] = keep
+            gflat[i] = (up - down) / (2 * h)
+    return grad
+
+
+def assert_fd(analytic: np.ndarray, numeric: np.ndarray, what: str = "") -> None:
+    # Linear functionals of a piecewise-linear or smooth forward: the central difference
+    # carries O(h^2) truncation and O(eps |L| / h) rounding error, both << 1e-6 here,
+    # while a wrong or missing tap is an O(1) error.
+    scale = max(1.0, float(np.abs(analytic).max(initial=0.0)))
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-6 * scale, err_msg=what)
+
+
+def finite_sum(y: np.ndarray, g: np.ndarray) -> float:
+    """sum(y * g) over finite y (max pooling's empty windows give -inf)."""
+    keep = np.isfinite(y)
+    return float(np.sum(np.where(keep, y, 0.0) * np.where(keep, g, 0.0)))
+
+
+@examples(0.12)
+@given(case=conv_cases(dtype=np.float64, small=True), seed=seeds)
+def test_conv2d_backward_finite_differences(case, seed):
+    x, weight, bias, _ = case.arrays(seed)
+    x_in = to_layout(x, case.layout)
+    g = np.random.default_rng(seed + 1).standard_normal(layout_shape((case.n, case.k) + case.out_hw, case.layout))
+    fwd = lambda xx, ww, bb: float(np.sum(convpool.conv2d(xx, ww, bb, **case.kwargs()) * g))  # noqa: E731
+    gx, gw, gb = convpool.conv2d_backward(g, x_in, weight, **case.kwargs())
+    assert_fd(gx, fd_gradient(lambda a: fwd(a, weight, bias), x_in.copy(), 1e-3), "grad_x")
+    assert_fd(gw, fd_gradient(lambda a: fwd(x_in, a, bias), weight.copy(), 1e-3), "grad_w")
+    assert_fd(gb, fd_gradient(lambda a: fwd(x_in, weight, a), bias.copy(), 1e-3), "grad_b")
+
+
+def distinct_values(rng, shape) -> np.ndarray:
+    """Values 0.1 apart in random order and sign: no ties, so the argmax is stable."""
+    size = int(np.prod(shape))
+    return (rng.permutation(size) - size / 2.0).reshape(shape) * 0.1 + 0.05
+
+
+@examples(0.12)
+@given(
+    case=pool_cases(dtype=np.float64, small=True),
+    count_include_pad=st.booleans(),
+    divisor_override=st.one_of(st.none(), st.integers(1, 5)),
+    p=st.sampled_from(NORMS),
+    seed=seeds,
+)
+def test_window_pool_backward_finite_differences(case, count_include_pad, divisor_override, p, seed):
+    rng = np.random.default_rng(seed)
+    layout = case.layout
+    kw = case.kwargs()
+    g = rng.standard_normal(layout_shape((case.n, case.c) + case.out_hw, layout))
+    shape = layout_shape(case.shape, layout)
+
+    # max: distinct inputs, the gradient goes to the (stable) argmax
+    x = to_layout(distinct_values(rng, case.shape), layout)
+    _, idx = convpool.max_pool2d(x, return_indices=True, **kw)
+    got = convpool.max_pool2d_backward(g, idx, shape, layout=layout)
+    assert_fd(got, fd_gradient(lambda a: finite_sum(convpool.max_pool2d(a, **kw), g), x.copy(), 1e-3), "max")
+
+    # avg (linear)
+    opts = dict(count_include_pad=count_include_pad, divisor_override=divisor_override)
+    x = to_layout(rng.standard_normal(case.shape), layout)
+    got = convpool.avg_pool2d_backward(g, shape, **kw, **opts)
+    assert_fd(got, fd_gradient(lambda a: float(np.sum(convpool.avg_pool2d(a, **kw, **opts) * g)), x.copy(), 1e-3),
+              "avg")
+
+    # lp: |x| in [0.5, 2], away from the kink at 0
+    x = to_layout(rng.uniform(0.5, 2.0, case.shape) * rng.choice((-1.0, 1.0), case.shape), layout)
+    got = convpool.lp_pool2d_backward(g, x, p, **kw)
+    assert_fd(got, fd_gradient(lambda a: float(np.sum(convpool.lp_pool2d(a, p, **kw) * g)), x.copy(), 1e-5),
+              f"lp p={p}")
+
+
+@examples(0.1)
+@given(
+    n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 6), w=st.integers(1, 6),
+    oh=st.integers(1, 8), ow=st.integers(1, 8), layout=st.sampled_from(LAYOUTS), seed=seeds,
+)
+def test_adaptive_pool_backward_finite_differences(n, c, h, w, oh, ow, layout, seed):
+    rng = np.random.default_rng(seed)
+    shape = layout_shape((n, c, h, w), layout)
+    g = rng.standard_normal(layout_shape((n, c, oh, ow), layout))
+    g1 = rng.standard_normal(layout_shape((n, c, 1, 1), layout))
+
+    x = to_layout(rng.standard_normal((n, c, h, w)), layout)
+    got = convpool.adaptive_avg_pool2d_backward(g, shape, layout=layout)
+    fd = fd_gradient(lambda a: float(np.sum(convpool.adaptive_avg_pool2d(a, (oh, ow), layout=layout) * g)),
+                     x.copy(), 1e-3)
+    assert_fd(got, fd, "adaptive avg")
+    got = convpool.global_avg_pool2d_backward(g1, shape, layout=layout)
+    fd = fd_gradient(lambda a: float(np.sum(convpool.global_avg_pool2d(a, layout=layout) * g1)), x.copy(), 1e-3)
+    assert_fd(got, fd, "global avg")
+
+    x = to_layout(distinct_values(rng, (n, c, h, w)), layout)
+    _, idx = convpool.adaptive_max_pool2d(x, (oh, ow), return_indices=True, layout=layout)
+    got = convpool.adaptive_max_pool2d_backward(g, idx, shape, layout=layout)
+    fd = fd_gradient(lambda a: float(np.sum(convpool.adaptive_max_pool2d(a, (oh, ow), layout=layout) * g)),
+                     x.copy(), 1e-3)
+    assert_fd(got, fd, "adaptive max")
+    got = convpool.global_max_pool2d_backward(g1, x, layout=layout)
+    fd = fd_gradient(lambda a: float(np.sum(convpool.global_max_pool2d(a, layout=layout) * g1)), x.copy(), 1e-3)
+    assert_fd(got, fd, "global max")
+
+
+# ============================================================================= PyTorch
+
+
+def torch_grads(fn, *arrays):
+    """Autograd gradients of sum(fn(*tensors) * g) in float64; returns (grads, output)."""
+    torch = pytest.importorskip("torch")
+    ts = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+    y = fn(*ts)
+    return ts, y
+
+
+def torch_backward(ts, y, g):
+    import torch
+
+    y.backward(torch.tensor(g, dtype=torch.float64))
+    return [t.grad.numpy() for t in ts]
+
+
+def torch_close(got, want, what=""):
+    """float64 both sides; torch sums in its own order."""
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * scale, err_msg=what)
+
+
+@pytest.mark.torch
+@examples(0.1)
+@given(case=conv_cases(dtype=np.float64), seed=seeds)
+def test_conv2d_backward_matches_torch(case, seed):
+    """Every conv case: asymmetric / "same" padding applied with F.pad (zeros)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, weight, bias, gy = case.arrays(seed)
+    (pt, pb), (pl, pr) = case.pads
+
+    def fwd(tx, tw, tb):
+        return F.conv2d(F.pad(tx, (pl, pr, pt, pb)), tw, tb, stride=case.stride, dilation=case.dilation,
+                        groups=case.groups)
+
+    ts, y = torch_grads(fwd, x, weight, bias)
+    assert tuple(y.shape) == gy.shape
+    want = torch_backward(ts, y, gy)
+    got = conv_grads(case, x, weight, gy)
+    for name, a, b in zip(("grad_x", "grad_w", "grad_b"), got, want):
+        torch_close(a, b, name)
+
+
+@st.composite
+def torch_pool_cases(draw, dilation=True):
+    """Cases PyTorch's pooling accepts: symmetric padding <= k // 2."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    case = PoolCase(
+        n=draw(st.integers(1, 2)), c=draw(st.sampled_from((1, 3, 8))), h=draw(st.integers(1, 8)),
+        w=draw(st.integers(1, 9)), kernel=kernel,
+        stride=draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3)))),
+        dilation=(draw(st.integers(1, 3)), draw(st.integers(1, 3))) if dilation else (1, 1),
+        padding=pad, ceil_mode=draw(st.booleans()), dtype=F64, layout=draw(st.sampled_from(LAYOUTS)),
+    )
+    assume(case.legal())
+    return case
+
+
+@pytest.mark.torch
+@examples(0.1)
+@given(case=torch_pool_cases(), count_include_pad=st.booleans(),
+       divisor_override=st.one_of(st.none(), st.integers(1, 5)), seed=seeds)
+def test_pool_backward_matches_torch(case, count_include_pad, divisor_override, seed):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(seed)
+    layout, kw, shape = case.layout, case.kwargs(), layout_shape(case.shape, case.layout)
+    gy = case.grad_out(rng)
+    stride = case.eff_stride
+    pad = (case.pads[0][0], case.pads[1][0])
+
+    # max (no ties; windows without a valid tap have no meaningful PyTorch index)
+    x = rng.standard_normal(case.shape)
+    values, idx = ref.max_pool2d(x, *case.ref_args(), return_indices=True)
+    if np.isfinite(values).all():
+        ts, y = torch_grads(lambda t: F.max_pool2d(t, case.kernel, stride, pad, case.dilation,
+                                                   ceil_mode=case.ceil_mode), x)
+        (want,) = torch_backward(ts, y, gy)
+        _, idx = convpool.max_pool2d(to_layout(x, layout), return_indices=True, **kw)
+        got = from_layout(convpool.max_pool2d_backward(to_layout(gy, layout), idx, shape, layout=layout), layout)
+        torch_close(got, want, "max")
+
+    if case.dilation == (1, 1):  # PyTorch's avg_pool2d has no dilation
+        ts, y = torch_grads(lambda t: F.avg_pool2d(t, case.kernel, stride, pad, ceil_mode=case.ceil_mode,
+                                                   count_include_pad=count_include_pad,
+                                                   divisor_override=divisor_override), x)
+        (want,) = torch_backward(ts, y, gy)
+        got = run_layout(convpool.avg_pool2d_backward, layout, gy, input_shape=shape, **kw,
+                         count_include_pad=count_include_pad, divisor_override=divisor_override)
+        torch_close(got, want, "avg")
+
+
+@pytest.mark.torch
+@examples(0.1)
+@given(
+    n=st.integers(1, 2), c=st.sampled_from((1, 3, 8)), h=st.integers(1, 8), w=st.integers(1, 9),
+    kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    stride=st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))),
+    p=st.sampled_from(NORMS), layout=st.sampled_from(LAYOUTS), seed=seeds,
+)
+def test_lp_pool2d_backward_matches_torch(n, c, h, w, kernel, stride, p, layout, seed):
+    """PyTorch's lp_pool2d agrees for positive inputs without padding or ceil mode."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    assume(h >= kernel[0] and w >= kernel[1])
+    rng = np.random.default_rng(seed)
+    case = PoolCase(n, c, h, w, kernel, stride, (1, 1), 0, False, F64, layout)
+    x = rng.uniform(0.1, 2.0, case.shape)
+    gy = case.grad_out(rng)
+    ts, y = torch_grads(lambda t: F.lp_pool2d(t, float(p), kernel, case.eff_stride), x)
+    (want,) = torch_backward(ts, y, gy)
+    got = run_layout(lambda g, xx, **kw: convpool.lp_pool2d_backward(g, xx, p, **kw), layout, gy, x,
+                     **case.kwargs())
+    torch_close(got, want, "lp")
+
+
+@pytest.mark.torch
+@examples(0.1)
+@given(
+    n=st.integers(1, 2), c=st.sampled_from((1, 3, 8)), h=st.integers(1, 8), w=st.integers(1, 9),
+    oh=st.integers(1, 10), ow=st.integers(1, 10), layout=st.sampled_from(LAYOUTS), seed=seeds,
+)
+def test_adaptive_pool_backward_matches_torch(n, c, h, w, oh, ow, layout, seed):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    gy = rng.standard_normal((n, c, oh, ow))
+    shape = layout_shape(x.shape, layout)
+
+    ts, y = torch_grads(lambda t: F.adaptive_avg_pool2d(t, (oh, ow)), x)
+    (want,) = torch_backward(ts, y, gy)
+    torch_close(run_layout(convpool.adaptive_avg_pool2d_backward, layout, gy, input_shape=shape, layout=layout),
+                want, "adaptive avg")
+
+    ts, y = torch_grads(lambda t: F.adaptive_max_pool2d(t, (oh, ow)), x)
+    (want,) = torch_backward(ts, y, gy)
+    _, idx = convpool.adaptive_max_pool2d(to_layout(x, layout), (oh, ow), return_indices=True, layout=layout)
+    got = from_layout(convpool.adaptive_max_pool2d_backward(to_layout(gy, layout), idx, shape, layout=layout), layout)
+    torch_close(got, want, "adaptive max")
+
+
+# ============================================================================= bad inputs
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("bad", [-2, -(2**63), 20, 21, 2**40, 2**63 - 1])
+def test_max_backward_rejects_out_of_range_indices(layout, bad):
+    """Every index is checked before any is used as an address (here H*W = 20)."""
+    shape = layout_shape((2, 3, 4, 5), layout)
+    gy = np.ones(layout_shape((2, 3, 2, 2), layout), dtype=np.float32)
+    idx = np.zeros(gy.shape, dtype=np.int64)
+    idx.reshape(-1)[-1] = bad  # the very last one, after many valid ones
+    with pytest.raises(ValueError, match="indices"):
+        convpool.max_pool2d_backward(gy, idx, shape, layout=layout)
+    idx = np.full(gy.shape, 19, dtype=np.int64)  # the largest valid index, and -1
+    idx.reshape(-1)[0] = -1
+    got = convpool.max_pool2d_backward(gy, idx, shape, layout=layout)
+    assert got.sum() == gy.size - 1
+
+
+def test_max_backward_rejects_bad_indices_array():
+    shape, gy = (1, 2, 3, 3), np.ones((1, 2, 2, 2))
+    with pytest.raises(TypeError, match="indices"):
+        convpool.max_pool2d_backward(gy, np.zeros((1, 2, 2, 2), dtype=np.int32), shape)
+    with pytest.raises(TypeError, match="indices"):
+        convpool.max_pool2d_backward(gy, np.zeros((1, 2, 2, 2)), shape)
+    with pytest.raises(ValueError, match="indices"):
+        convpool.max_pool2d_backward(gy, np.zeros((1, 2, 2, 3), dtype=np.int64), shape)
+    with pytest.raises(ValueError):  # batch / channels differ from input_shape
+        convpool.max_pool2d_backward(gy, np.zeros((1, 2, 2, 2), dtype=np.int64), (1, 3, 3, 3))
+    with pytest.raises(ValueError):
+        convpool.max_pool2d_backward(gy, np.zeros((1, 2, 2, 2), dtype=np.int64), (2, 2, 3, 3))
+    with pytest.raises(ValueError):  # grad_out not 4-D
+        convpool.max_pool2d_backward(gy[0], np.zeros((2, 2, 2), dtype=np.int64), shape)
+    with pytest.raises(TypeError, match="grad_out"):
+        convpool.max_pool2d_backward(gy.astype(np.int64), np.zeros((1, 2, 2, 2), dtype=np.int64), shape)
+    with pytest.raises(ValueError, match="indices"):  # the reference checks too
+        ref.max_pool2d_backward(gy, np.full((1, 2, 2, 2), 9, dtype=np.int64), shape)
+
+
+BAD_SHAPES_VALUE = [(1, 2, 5), (1, 2, 5, 5, 1), (1, 2, 0, 5), (1, 2, 5, 0), (-1, 2, 5, 5), (1, -2, 5, 5), "1255"]
+
+
+def pool_calls(layout="NCHW"):
+    """Every pooling backward with valid arguments for x of NCHW shape (1, 2, 5, 5), as
+    functions of (grad_out, input_shape)."""
+    x = to_layout(np.random.default_rng(0).standard_normal((1, 2, 5, 5)), layout)
+    _, idx = convpool.max_pool2d(x, 2, layout=layout, return_indices=True)
+    return {
+        "max": lambda g, s: convpool.max_pool2d_backward(g, idx, s, layout=layout),
+        "avg": lambda g, s: convpool.avg_pool2d_backward(g, s, 2, layout=layout),
+        "adaptive_avg": lambda g, s: convpool.adaptive_avg_pool2d_backward(g, s, layout=layout),
+        "global_avg": lambda g, s: convpool.global_avg_pool2d_backward(g, s, layout=layout),
+    }
+
+
+@pytest.mark.parametrize("name", ["max", "avg", "adaptive_avg", "global_avg"])
+@pytest.mark.parametrize("bad", BAD_SHAPES_VALUE, ids=str)
+def test_pool_backward_rejects_bad_input_shape(name, bad):
+    call = pool_calls()[name]
+    gy = np.ones((1, 2, 1, 1) if name == "global_avg" else (1, 2, 2, 2))
+    call(gy, (1, 2, 5, 5))  # fine
+    with pytest.raises(ValueError, match="input_shape"):
+        call(gy, bad)
+    with pytest.raises(TypeError, match="input_shape"):
+        call(gy, (1, 2, 5.0, 5))
+    if name != "global_avg":
+        with pytest.raises(ValueError):  # channels disagree with grad_out
+            call(gy, (1, 3, 5, 5))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pool_backward_rejects_bad_grad_out(layout):
+    x = to_layout(np.random.default_rng(0).standard_normal((1, 2, 5, 5)), layout)
+    shape = x.shape
+    good = np.ones(layout_shape((1, 2, 2, 2), layout))  # kernel 2 on 5x5
+    wrong = [np.ones(layout_shape((1, 2, 3, 2), layout)), np.ones(layout_shape((1, 2, 2, 3), layout)),
+             np.ones(layout_shape((2, 2, 2, 2), layout)), np.ones(layout_shape((1, 1, 2, 2), layout)),
+             np.ones((2, 2, 2))]
+    convpool.avg_pool2d_backward(good, shape, 2, layout=layout)
+    convpool.lp_pool2d_backward(good, x, 2, 2, layout=layout)
+    for g in wrong:
+        with pytest.raises(ValueError, match="grad_out"):
+            convpool.avg_pool2d_backward(g, shape, 2, layout=layout)
+        with pytest.raises(ValueError, match="grad_out"):
+            convpool.lp_pool2d_backward(g, x, 2, 2, layout=layout)
+    with pytest.raises(ValueError, match="grad_out"):
+        convpool.global_avg_pool2d_backward(good, shape, layout=layout)
+    with pytest.raises(ValueError, match="grad_out"):
+        convpool.global_max_pool2d_backward(good, x, layout=layout)
+    # dtypes: lp's grad_out must match x; integers are never accepted
+    with pytest.raises(TypeError, match="grad_out"):
+        convpool.lp_pool2d_backward(good.astype(np.float32), x, 2, 2, layout=layout)
+    for call in pool_calls(layout).values():
+        with pytest.raises(TypeError, match="grad_out"):
+            call(good.astype(np.int32), shape)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_global_max_backward_rejects_grad_out_dtype_mismatch(layout):
+    x = np.zeros(layout_shape((1, 2, 5, 5), layout))
+    with pytest.raises(TypeError, match="grad_out"):
+        convpool.global_max_pool2d_backward(np.ones(layout_shape((1, 2, 1, 1), layout), np.float32), x,
+                                            layout=layout)
+
+
+def test_conv2d_backward_rejects_bad_grad_out():
+    x = np.zeros((2, 3, 6, 6))
+    w = np.zeros((4, 3, 3, 3))
+    good = np.zeros((2, 4, 2, 2))  # stride 2, no padding
+    kw = dict(stride=2)
+    convpool.conv2d_backward(good, x, w, **kw)
+    for bad in [np.zeros((2, 4, 2, 3)), np.zeros((2, 3, 2, 2)), np.zeros((1, 4, 2, 2)), np.zeros((2, 4, 2))]:
+        for flags in [(True, True, True), (True, False, False), (False, True, False), (False, False, True)]:
+            with pytest.raises(ValueError, match="grad_out"):
+                convpool.conv2d_backward(bad, x, w, input_grad=flags[0], weight_grad=flags[1],
+                                         bias_grad=flags[2], **kw)
+    with pytest.raises(TypeError, match="grad_out"):
+        convpool.conv2d_backward(good.astype(np.float32), x, w, **kw)
+    with pytest.raises(TypeError, match="grad_out"):
+        convpool.conv2d_backward(good.astype(np.int64), x, w, **kw)
+    with pytest.raises(TypeError):  # x and weight dtypes differ
+        convpool.conv2d_backward(good, x, w.astype(np.float32), **kw)
+    with pytest.raises(ValueError):  # weight does not fit x
+        convpool.conv2d_backward(good, x, np.zeros((4, 2, 3, 3)), **kw)
+    with pytest.raises(TypeError):
+        convpool.conv2d_backward(good, x, w, input_grad=1, **kw)

@@ -1,0 +1,336 @@
+"""conv2d against the NumPy oracle ``convpool.reference.conv2d``, on every ISA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import convpool
+from convpool import reference as ref
+
+from conftest import (
+    FLOAT_DTYPES,
+    INPUT_FORMS,
+    LAYOUTS,
+    SIMD_SIZES,
+    assert_identical,
+    assert_within,
+    examples,
+    from_layout,
+    normalise_padding,
+    output_hw,
+    pair_arg,
+    random_array,
+    reduction_atol,
+    seeds,
+    to_layout,
+)
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class ConvCase:
+    n: int
+    c: int
+    k: int
+    h: int
+    w: int
+    kernel: Tuple[int, int]
+    stride: Tuple[int, int]
+    dilation: Tuple[int, int]
+    padding: object  # any public form
+    groups: int
+    bias: bool
+    dtype: np.dtype
+    layout: str
+
+    @property
+    def pads(self):
+        return normalise_padding(self.padding, (self.h, self.w), self.kernel, self.stride, self.dilation)
+
+    def arrays(self, seed: int):
+        rng = np.random.default_rng(seed)
+        x = random_array(rng, (self.n, self.c, self.h, self.w), self.dtype)
+        weight = random_array(rng, (self.k, self.c // self.groups) + self.kernel, self.dtype)
+        bias = random_array(rng, (self.k,), self.dtype) if self.bias else None
+        return x, weight, bias
+
+    def out_shape(self):
+        oh, ow = output_hw((self.h, self.w), self.kernel, self.stride, self.dilation, self.pads)
+        return (self.n, oh, ow, self.k) if self.layout == "NHWC" else (self.n, self.k, oh, ow)
+
+    def kwargs(self):
+        return dict(
+            stride=pair_arg(self.stride),
+            padding=self.padding,
+            dilation=pair_arg(self.dilation),
+            groups=self.groups,
+            layout=self.layout,
+        )
+
+
+def expected_conv(case: ConvCase, x, weight, bias):
+    """(reference result, elementwise tolerance) for NCHW x."""
+    args = (case.stride, case.pads, case.dilation, case.groups)
+    want = ref.conv2d(x, weight, bias, *args)
+    f64 = lambda a: None if a is None else np.abs(a).astype(np.float64)  # noqa: E731
+    magnitude = ref.conv2d(f64(x), f64(weight), f64(bias), *args)
+    n_terms = (case.c // case.groups) * case.kernel[0] * case.kernel[1] + (bias is not None)
+    return want, reduction_atol(case.dtype, n_terms, magnitude)
+
+
+def check_conv(case: ConvCase, seed: int, *, x_transform=None, out=None) -> np.ndarray:
+    """Run convpool.conv2d on ``case`` and compare with the reference; returns the result."""
+    x, weight, bias = case.arrays(seed)
+    x_in = to_layout(x, case.layout)
+    if x_transform is not None:
+        x_in = x_transform(x_in)
+    got = convpool.conv2d(x_in, weight, bias, out=out, **case.kwargs())
+    want, atol = expected_conv(case, x, weight, bias)
+    assert isinstance(got, np.ndarray)
+    assert got.dtype == case.dtype
+    assert_within(from_layout(got, case.layout), want, atol)
+    return got
+
+
+paddings = st.one_of(
+    st.sampled_from(["valid", "same", "same_lower"]),
+    st.integers(0, 3),
+    st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)), st.tuples(st.integers(0, 3), st.integers(0, 3))),
+)
+
+
+@st.composite
+def conv_cases(draw, layout=None, dtype=None) -> ConvCase:
+    mode = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
+    if mode == "dense":
+        groups, c, k = 1, draw(st.sampled_from(SIMD_SIZES)), draw(st.sampled_from(SIMD_SIZES))
+    elif mode == "grouped":
+        groups = draw(st.integers(2, 3))
+        c = groups * draw(st.integers(1, 5))
+        k = groups * draw(st.sampled_from((1, 2, 7, 8, 9, 16, 17)))
+    else:  # depthwise, channel multiplier 1 or 2
+        c = draw(st.sampled_from(SIMD_SIZES))
+        groups, k = c, c * draw(st.sampled_from((1, 2)))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    case = ConvCase(
+        n=draw(st.integers(1, 2)),
+        c=c,
+        k=k,
+        h=draw(st.integers(1, 8)),
+        w=draw(st.sampled_from(SIMD_SIZES + (2, 3, 4, 5))),
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        padding=draw(paddings),
+        groups=groups,
+        bias=draw(st.booleans()),
+        dtype=draw(st.sampled_from(FLOAT_DTYPES)) if dtype is None else np.dtype(dtype),
+        layout=draw(st.sampled_from(LAYOUTS)) if layout is None else layout,
+    )
+    assume(output_hw((case.h, case.w), kernel, stride, dilation, case.pads) is not None)
+    return case
+
+
+def simple_case(layout="NCHW", dtype=np.float32, **changes) -> ConvCase:
+    base = dict(
+        n=2, c=9, k=17, h=6, w=17, kernel=(3, 2), stride=(1, 2), dilation=(2, 1),
+        padding=((1, 2), (0, 1)), groups=1, bias=True, dtype=np.dtype(dtype), layout=layout,
+    )
+    base.update(changes)
+    return ConvCase(**base)
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@given(case=conv_cases(), seed=seeds)
+def test_conv2d_matches_reference(isa, case, seed):
+    check_conv(case, seed)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@examples(0.4)
+@given(case=st.data(), seed=seeds)
+def test_conv2d_depthwise(isa, layout, case, seed):
+    """groups == C with channel multiplier 1 and 2 (the narrow register-tile paths)."""
+    c = case.draw(st.sampled_from(SIMD_SIZES), label="channels")
+    mult = case.draw(st.sampled_from((1, 2)), label="multiplier")
+    s = case.draw(st.integers(1, 2), label="stride")
+    dtype = case.draw(st.sampled_from(FLOAT_DTYPES), label="dtype")
+    bias = case.draw(st.booleans(), label="bias")
+    check_conv(
+        simple_case(layout, dtype, c=c, k=c * mult, groups=c, kernel=(3, 3), stride=(s, s), padding="same", bias=bias),
+        seed,
+    )
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("padding", ["valid", "same", "same_lower", 0, 2, (1, 0), ((0, 3), (2, 1))])
+def test_conv2d_padding_forms(isa, layout, padding):
+    check_conv(simple_case(layout, np.float64, padding=padding, stride=(2, 3)), seed=1)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("width", SIMD_SIZES)
+def test_conv2d_widths_and_channels(isa, layout, dtype, width):
+    """Output widths and channel counts around every register-tile edge."""
+    check_conv(simple_case(layout, dtype, c=width, k=width, w=width + 2, h=3, kernel=(3, 3),
+                           stride=(1, 1), dilation=(1, 1), padding=0), seed=width)
+
+
+# ----------------------------------------------------------------------------- input forms
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("form", INPUT_FORMS)
+def test_conv2d_input_forms(isa, layout, form):
+    make = INPUT_FORMS[form]
+    case = simple_case(layout, np.float32)
+    x, weight, bias = case.arrays(seed=3)
+    x_in, w_in, b_in = make(to_layout(x, layout)), make(weight), make(bias)
+    if form != "read_only":
+        assert not x_in.flags.c_contiguous and not w_in.flags.c_contiguous
+    got = convpool.conv2d(x_in, w_in, b_in, **case.kwargs())
+    want, atol = expected_conv(case, x, weight, bias)
+    assert_within(from_layout(got, layout), want, atol)
+
+
+def test_conv2d_accepts_array_likes():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5) / 7.0
+    w = np.linspace(-1, 1, 4 * 3 * 2 * 2).reshape(4, 3, 2, 2)
+    got = convpool.conv2d(x.tolist(), w.tolist(), [0.5, -1.0, 2.0, 0.0])
+    want = ref.conv2d(x, w, np.array([0.5, -1.0, 2.0, 0.0]))
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv2d_non_native_byte_order(layout):
+    case = simple_case(layout, np.float64)
+    x, weight, bias = case.arrays(seed=4)
+    swapped = lambda a: a.astype(a.dtype.newbyteorder(">"))  # noqa: E731
+    got = convpool.conv2d(swapped(to_layout(x, layout)), swapped(weight), swapped(bias), **case.kwargs())
+    want, atol = expected_conv(case, x, weight, bias)
+    assert_within(from_layout(got, layout), want, atol)
+
+
+# ----------------------------------------------------------------------------- out=
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_conv2d_out_is_written_and_returned(isa, layout, dtype):
+    case = simple_case(layout, dtype)
+    out = np.full(case.out_shape(), np.nan, dtype=dtype)  # every element must be overwritten
+    got = check_conv(case, seed=5, out=out)
+    assert got is out
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv2d_out_aliasing_input(isa, layout):
+    """out is x itself (1x1 kernel, C == K keeps the shape): the result must not be
+    computed from partly overwritten input."""
+    case = simple_case(layout, np.float64, c=16, k=16, kernel=(1, 1), stride=(1, 1), dilation=(1, 1), padding=0)
+    x, weight, bias = case.arrays(seed=6)
+    buf = to_layout(x, layout)
+    got = convpool.conv2d(buf, weight, bias, out=buf, **case.kwargs())
+    assert got is buf
+    want, atol = expected_conv(case, x, weight, bias)
+    assert_within(from_layout(got, layout), want, atol)
+
+
+def test_conv2d_out_aliasing_input_with_offset(isa):
+    """out overlaps x with a shifted start (same buffer, different shape)."""
+    case = simple_case("NCHW", np.float64, n=1, c=1, k=1, h=6, w=6, kernel=(3, 3), stride=(1, 1),
+                       dilation=(1, 1), padding=0)
+    x, weight, bias = case.arrays(seed=7)
+    buf = x.copy()
+    out = buf.reshape(-1)[3 : 3 + 16].reshape(1, 1, 4, 4)
+    got = convpool.conv2d(buf, weight, bias, out=out, **case.kwargs())
+    assert got is out
+    want, atol = expected_conv(case, x, weight, bias)
+    assert_within(got, want, atol)
+
+
+def test_conv2d_out_aliasing_weight(isa):
+    """out is the weight array (same shape): weights must be read before being overwritten."""
+    case = simple_case("NCHW", np.float64, n=2, c=2, k=2, h=2, w=2, kernel=(2, 2), stride=(1, 1),
+                       dilation=(1, 1), padding=((0, 1), (0, 1)), bias=False)
+    x, weight, _ = case.arrays(seed=8)
+    w_buf = weight.copy()
+    assert w_buf.shape == case.out_shape() == (2, 2, 2, 2)
+    got = convpool.conv2d(x, w_buf, out=w_buf, **case.kwargs())
+    want, atol = expected_conv(case, x, weight, None)
+    assert got is w_buf
+    assert_within(got, want, atol)
+
+
+# ----------------------------------------------------------------------------- empty
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize(("n", "c", "k", "groups"), [(0, 4, 6, 1), (0, 4, 4, 4), (2, 0, 3, 1), (0, 0, 3, 1)])
+def test_conv2d_empty(isa, layout, bias, n, c, k, groups):
+    """N == 0: empty result; C == 0: a sum over nothing, i.e. the bias (or 0)."""
+    case = simple_case(layout, np.float32, n=n, c=c, k=k, groups=groups, bias=bias)
+    result = check_conv(case, seed=9)  # compares shape and values with the reference
+    assert result.shape == case.out_shape()
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_conv2d_same_result_for_1_and_2_threads(isa, layout, dtype):
+    case = simple_case(layout, dtype, n=3, c=17, k=33, h=9, w=33)
+    x, weight, bias = case.arrays(seed=10)
+    x_in = to_layout(x, layout)
+    with convpool.threads(1):
+        one = convpool.conv2d(x_in, weight, bias, **case.kwargs())
+    with convpool.threads(2):
+        two = convpool.conv2d(x_in, weight, bias, **case.kwargs())
+    assert_identical(two, one)
+    want, atol = expected_conv(case, x, weight, bias)
+    assert_within(from_layout(one, layout), want, atol)
+
+
+# ----------------------------------------------------------------------------- documented example
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_conv2d_semantics_worked_example(isa, layout, dtype):
+    """docs/semantics.md: arange(25) as 5x5, 3x3 ones, stride 2, padding 1."""
+    x = np.arange(25, dtype=dtype).reshape(1, 1, 5, 5)
+    got = convpool.conv2d(to_layout(x, layout), np.ones((1, 1, 3, 3), dtype), stride=2, padding=1, layout=layout)
+    expected = np.array([[12, 27, 24], [63, 108, 81], [72, 117, 84]], dtype=dtype)
+    assert_identical(from_layout(got, layout)[0, 0], expected)
+
+
+# ----------------------------------------------------------------------------- special values
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv2d_propagates_nan_and_inf(isa, layout):
+    case = simple_case(layout, np.float64, n=1, c=2, k=3, h=5, w=9, kernel=(2, 2), stride=(1, 1),
+                       dilation=(1, 1), padding=0, bias=False)
+    x, weight, _ = case.arrays(seed=11)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 1, 3, 6] = np.inf
+    weight = np.abs(weight) + 0.5  # positive weights: inf stays +inf, no inf - inf
+    got = from_layout(convpool.conv2d(to_layout(x, layout), weight, **case.kwargs()), layout)
+    want = ref.conv2d(x, weight, None, case.stride, case.pads, case.dilation, case.groups)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(want).sum() == 3 * 4
+    assert np.array_equal(np.isposinf(got), np.isposinf(want)) and np.isposinf(want).sum() == 3 * 4

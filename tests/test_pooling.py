@@ -1,0 +1,765 @@
+"""Pooling against the NumPy oracle ``convpool.reference``, on every ISA.
+
+Max pooling is exact (values and indices must be identical); average and Lp pooling
+are compared within the tolerances of conftest.reduction_atol.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import convpool
+from convpool import reference as ref
+
+from conftest import (
+    FLOAT_DTYPES,
+    INPUT_FORMS,
+    INT_DTYPES,
+    LAYOUTS,
+    SIMD_SIZES,
+    assert_identical,
+    assert_within,
+    examples,
+    extent,
+    from_layout,
+    normalise_padding,
+    output_hw,
+    pair_arg,
+    random_array,
+    reduction_atol,
+    seeds,
+    to_layout,
+)
+
+ALL_DTYPES = FLOAT_DTYPES + INT_DTYPES
+F64 = np.dtype(np.float64)
+
+# ----------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class PoolCase:
+    n: int
+    c: int
+    h: int
+    w: int
+    kernel: Tuple[int, int]
+    stride: Optional[Tuple[int, int]]  # None: the public default (= kernel)
+    dilation: Tuple[int, int]
+    padding: object  # any public form
+    ceil_mode: bool
+    dtype: np.dtype
+    layout: str
+
+    @property
+    def strides(self) -> Tuple[int, int]:
+        return self.kernel if self.stride is None else self.stride
+
+    @property
+    def pads(self):
+        return normalise_padding(self.padding, (self.h, self.w), self.kernel, self.strides, self.dilation)
+
+    @property
+    def out_hw(self):
+        return output_hw((self.h, self.w), self.kernel, self.strides, self.dilation, self.pads, self.ceil_mode)
+
+    def out_shape(self):
+        oh, ow = self.out_hw
+        return (self.n, oh, ow, self.c) if self.layout == "NHWC" else (self.n, self.c, oh, ow)
+
+    def x(self, seed: int, kind: str = "normal") -> np.ndarray:
+        """Random NCHW input."""
+        return random_array(np.random.default_rng(seed), (self.n, self.c, self.h, self.w), self.dtype, kind)
+
+    def kwargs(self):
+        return dict(
+            kernel_size=pair_arg(self.kernel),
+            stride=None if self.stride is None else pair_arg(self.stride),
+            padding=self.padding,
+            dilation=pair_arg(self.dilation),
+            ceil_mode=self.ceil_mode,
+            layout=self.layout,
+        )
+
+    def ref_args(self):
+        return (self.kernel, self.strides, self.pads, self.dilation, self.ceil_mode)
+
+
+def _pool_paddings(kernel, dilation):
+    """Every public padding form, each pad below the dilated kernel extent."""
+    top = extent(kernel[0], dilation[0]) - 1
+    left = extent(kernel[1], dilation[1]) - 1
+    both = min(top, left)
+    return st.one_of(
+        st.sampled_from(["valid", "same", "same_lower"]),
+        st.integers(0, both),
+        st.tuples(st.integers(0, top), st.integers(0, left)),
+        st.tuples(st.tuples(st.integers(0, top), st.integers(0, top)),
+                  st.tuples(st.integers(0, left), st.integers(0, left))),
+    )
+
+
+@st.composite
+def pool_cases(draw, dtypes=FLOAT_DTYPES) -> PoolCase:
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = draw(st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    case = PoolCase(
+        n=draw(st.integers(0, 2)) if draw(st.integers(0, 9)) == 0 else draw(st.integers(1, 2)),
+        c=draw(st.sampled_from(SIMD_SIZES)),
+        h=draw(st.integers(1, 9)),
+        w=draw(st.sampled_from(SIMD_SIZES + (2, 3, 4, 5, 40))),
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        padding=draw(_pool_paddings(kernel, dilation)),
+        ceil_mode=draw(st.booleans()),
+        dtype=draw(st.sampled_from(dtypes)),
+        layout=draw(st.sampled_from(LAYOUTS)),
+    )
+    assume(case.out_hw is not None)
+    return case
+
+
+def _padded_smaller_than_extent(case: PoolCase) -> bool:
+    return any(
+        size + sum(pads) < extent(k, d)
+        for size, pads, k, d in zip((case.h, case.w), case.pads, case.kernel, case.dilation)
+    )
+
+
+def simple_case(layout="NCHW", dtype=np.float32, **changes) -> PoolCase:
+    base = dict(
+        n=2, c=9, h=7, w=17, kernel=(3, 2), stride=(2, 1), dilation=(1, 2), padding=((1, 2), (0, 1)),
+        ceil_mode=True, dtype=np.dtype(dtype), layout=layout,
+    )
+    base.update(changes)
+    if "dtype" in changes:
+        base["dtype"] = np.dtype(changes["dtype"])
+    return PoolCase(**base)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_max(case: PoolCase, x: np.ndarray, *, x_transform=None, out=None):
+    """convpool.max_pool2d (values and indices) == reference, exactly."""
+    x_in = to_layout(x, case.layout)
+    if x_transform is not None:
+        x_in = x_transform(x_in)
+    got, idx = convpool.max_pool2d(x_in, return_indices=True, out=out, **case.kwargs())
+    want, want_idx = ref.max_pool2d(x, *case.ref_args(), return_indices=True)
+    assert idx.dtype == np.int64
+    assert_identical(from_layout(got, case.layout), want, "values: ")
+    assert_identical(from_layout(idx, case.layout), want_idx, "indices: ")
+    # Without indices: the same values.
+    alone = convpool.max_pool2d(x_in, **case.kwargs())
+    assert_identical(alone, got, "values without indices: ")
+    return got, idx
+
+
+def check_avg(case: PoolCase, x: np.ndarray, *, count_include_pad=True, divisor_override=None,
+              x_transform=None, out=None):
+    x_in = to_layout(x, case.layout)
+    if x_transform is not None:
+        x_in = x_transform(x_in)
+    got = convpool.avg_pool2d(x_in, count_include_pad=count_include_pad, divisor_override=divisor_override,
+                              out=out, **case.kwargs())
+    opts = dict(count_include_pad=count_include_pad, divisor_override=divisor_override)
+    want = ref.avg_pool2d(x, *case.ref_args(), **opts)
+    magnitude = ref.avg_pool2d(np.abs(x).astype(F64), *case.ref_args(), **opts)
+    n_terms = case.kernel[0] * case.kernel[1]
+    assert_within(from_layout(got, case.layout), want, reduction_atol(case.dtype, n_terms, magnitude, F64))
+    return got
+
+
+def lp_atol(out_dtype, p: float, n_terms: int, value: np.ndarray) -> np.ndarray:
+    """(sum |x|^p)^(1/p) in double: every term is positive, so the sum's relative error
+    is at most the rounding bound; the final power scales it by 1/p; pow itself adds a
+    few ulps."""
+    rel = reduction_atol(F64, n_terms, 1.0) * max(1.0, 1.0 / p) + 8 * np.finfo(F64).eps
+    value = np.abs(np.asarray(value, dtype=F64))
+    return rel * value + np.finfo(out_dtype).eps * value
+
+
+def check_lp(case: PoolCase, x: np.ndarray, p: float, *, out=None):
+    got = convpool.lp_pool2d(to_layout(x, case.layout), p, out=out, **case.kwargs())
+    want = ref.lp_pool2d(x, p, *case.ref_args())
+    want64 = ref.lp_pool2d(x.astype(F64), p, *case.ref_args())
+    n_terms = case.kernel[0] * case.kernel[1]
+    assert_within(from_layout(got, case.layout), want, lp_atol(case.dtype, p, n_terms, want64))
+    return got
+
+
+# ----------------------------------------------------------------------------- max
+
+
+@given(case=pool_cases(ALL_DTYPES), seed=seeds, kind=st.sampled_from(["normal", "ties", "full"]))
+def test_max_pool2d_matches_reference(isa, case, seed, kind):
+    check_max(case, case.x(seed, kind))
+
+
+@given(case=pool_cases(), seed=seeds, nans=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=3),
+       infs=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.sampled_from([np.inf, -np.inf])), max_size=3))
+def test_max_pool2d_nan_and_inf(isa, case, seed, nans, infs):
+    """NaN propagates with the first NaN's index; infinities are ordinary values."""
+    x = case.x(seed, "ties")
+    for u, v, *value in infs + nans:
+        x[..., int(u * (case.h - 1) + 0.5), int(v * (case.w - 1) + 0.5)] = value[0] if value else np.nan
+    check_max(case, x)
+
+
+def _tile_edge_cases(layout, dtype, width):
+    """width x width channels: 3x3/s1/pad 1, and 2x3/s2 where the input is wide enough."""
+    geometries = [((3, 3), (1, 1), 1)] + ([((2, 3), (2, 2), 0)] if width >= 3 else [])
+    return [
+        simple_case(layout, dtype, n=1, c=width, h=4, w=width, kernel=kernel, stride=stride, dilation=(1, 1),
+                    padding=pad, ceil_mode=False)
+        for kernel, stride, pad in geometries
+    ]
+
+
+# One dtype per element size (1, 2, 4, 8 bytes), signed, unsigned and float.
+TILE_DTYPES = tuple(np.dtype(t) for t in (np.int8, np.uint16, np.float32, np.int32, np.float64, np.uint64))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", TILE_DTYPES, ids=str)
+@pytest.mark.parametrize("width", SIMD_SIZES + (40, 65))
+def test_max_pool2d_tile_edges(isa, layout, dtype, width):
+    """Widths around the NCHW interior blocks, channel counts around the NHWC blocks."""
+    for case in _tile_edge_cases(layout, dtype, width):
+        check_max(case, case.x(width, "full"))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)
+@pytest.mark.parametrize("channels", [63, 64, 65, 257])
+def test_max_pool2d_integer_wide_channels(isa, layout, dtype, channels):
+    """Channel blocks of 4 vectors: 256 int8 lanes with AVX-512."""
+    case = simple_case(layout, dtype, n=1, c=channels, h=3, w=3, kernel=(2, 2), stride=(1, 1),
+                       dilation=(1, 1), padding=((1, 0), (0, 1)), ceil_mode=False)
+    check_max(case, case.x(channels, "full"))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)
+@pytest.mark.parametrize("extreme", ["min", "max"])
+def test_max_pool2d_integer_extremes(isa, layout, dtype, extreme):
+    """A constant plane at the dtype's minimum/maximum: that value, index of the first
+    valid tap (padding never wins, even against the minimum)."""
+    info = np.iinfo(dtype)
+    value = info.min if extreme == "min" else info.max
+    x = np.full((1, 2, 3, 4), value, dtype=dtype)
+    case = simple_case(layout, dtype, n=1, c=2, h=3, w=4, kernel=(2, 2), stride=(1, 1), dilation=(1, 1),
+                       padding=1, ceil_mode=False)
+    got, idx = check_max(case, x)
+    assert (got == value).all()
+    first_row = np.maximum(np.arange(4) - 1, 0)  # window oh covers rows oh-1, oh
+    first_col = np.maximum(np.arange(5) - 1, 0)
+    expected_idx = first_row[:, None] * 4 + first_col[None, :]
+    assert (from_layout(idx, layout) == expected_idx).all()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
+def test_max_pool2d_ties_go_to_first_tap(isa, layout, dtype):
+    """Constant input: every window's first valid tap in row-major order."""
+    h, w = 5, 19
+    x = np.full((1, 3, h, w), 7, dtype=dtype)
+    case = simple_case(layout, dtype, n=1, c=3, h=h, w=w, kernel=(3, 3), stride=(2, 1), dilation=(1, 1),
+                       padding=((2, 1), (1, 2)), ceil_mode=False)
+    got, idx = check_max(case, x)
+    oh, ow = case.out_hw
+    first_row = np.clip(np.arange(oh) * 2 - 2, 0, None)
+    first_col = np.clip(np.arange(ow) - 1, 0, None)
+    expected = np.broadcast_to(first_row[:, None] * w + first_col[None, :], (1, 3, oh, ow))
+    assert_identical(from_layout(idx, layout), expected.astype(np.int64))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_max_pool2d_nan_rules_by_hand(isa, layout):
+    #            w: 0       1     2       3
+    row = [1.0, np.nan, 5.0, np.nan]
+    x = np.array(row, dtype=np.float64).reshape(1, 1, 1, 4)
+    case = simple_case(layout, np.float64, n=1, c=1, h=1, w=4, kernel=(1, 4), stride=(1, 1), dilation=(1, 1),
+                       padding=0, ceil_mode=False)
+    got, idx = check_max(case, x)
+    assert np.isnan(got).all() and idx.ravel().tolist() == [1]  # two NaNs -> the first
+    # A NaN after a larger value, and a larger value after the NaN: still the NaN.
+    x = np.array([9.0, np.nan, 10.0], dtype=np.float64).reshape(1, 1, 1, 3)
+    got, idx = convpool.max_pool2d(to_layout(x, layout), (1, 3), return_indices=True, layout=layout)
+    assert np.isnan(got).all() and idx.ravel().tolist() == [1]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_max_pool2d_all_minus_inf_window(isa, layout, dtype):
+    """-inf everywhere, padded windows: -inf with the first *valid* tap's index."""
+    x = np.full((1, 1, 2, 3), -np.inf, dtype=dtype)
+    got, idx = convpool.max_pool2d(to_layout(x, layout), 2, stride=1, padding=1, return_indices=True, layout=layout)
+    got, idx = from_layout(got, layout), from_layout(idx, layout)
+    assert np.isneginf(got).all()
+    first_row = np.array([0, 0, 1])
+    first_col = np.array([0, 0, 1, 2])
+    assert_identical(idx[0, 0], (first_row[:, None] * 3 + first_col[None, :]).astype(np.int64))
+
+
+# ----------------------------------------------------------------------------- empty windows
+
+
+EMPTY_WINDOW_GEOMETRIES = [
+    # H=1, kernel 2, dilation 3, pad 2: taps at -2,1 and -1,2 -- never row 0.
+    dict(h=1, w=5, kernel=(2, 1), stride=(1, 1), dilation=(3, 1), padding=((2, 2), (0, 0)), ceil_mode=False),
+    # the same along the width, with ceil mode and stride 2
+    dict(h=4, w=1, kernel=(1, 2), stride=(1, 2), dilation=(1, 3), padding=((0, 0), (2, 2)), ceil_mode=True),
+    # some windows empty, some not: W=2, kernel 2, dilation 3, pad 2
+    dict(h=3, w=2, kernel=(1, 2), stride=(1, 1), dilation=(1, 3), padding=((0, 0), (2, 2)), ceil_mode=False),
+]
+
+
+def _empty_mask(case: PoolCase) -> np.ndarray:
+    """(oh, ow) windows with no tap inside the input, straight from the definition."""
+    (kh, kw), (sh, sw), (dh, dw) = case.kernel, case.strides, case.dilation
+    (pt, _), (pl, _) = case.pads
+    oh, ow = case.out_hw
+    rows = [any(0 <= o * sh - pt + i * dh < case.h for i in range(kh)) for o in range(oh)]
+    cols = [any(0 <= o * sw - pl + j * dw < case.w for j in range(kw)) for o in range(ow)]
+    return ~(np.array(rows)[:, None] & np.array(cols)[None, :])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("geometry", EMPTY_WINDOW_GEOMETRIES)
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
+def test_empty_windows_max(isa, layout, geometry, dtype):
+    case = simple_case(layout, dtype, n=2, c=3, **geometry)
+    empty = _empty_mask(case)
+    assert empty.any()
+    got, idx = check_max(case, case.x(1, "full" if np.dtype(dtype).kind in "iu" else "normal"))
+    got, idx = from_layout(got, layout), from_layout(idx, layout)
+    lowest = -np.inf if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
+    assert (got[..., empty] == lowest).all()
+    assert (idx[..., empty] == -1).all()
+    assert (idx[..., ~empty] >= 0).all()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("geometry", EMPTY_WINDOW_GEOMETRIES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_empty_windows_avg_and_lp(isa, layout, geometry, dtype, count_include_pad):
+    """A window with no valid tap averages to 0 (whatever the divisor) and has Lp norm 0."""
+    case = simple_case(layout, dtype, n=2, c=3, **geometry)
+    empty = _empty_mask(case)
+    x = case.x(2) + 10  # nothing near 0, so a wrong tap shows
+    got = from_layout(check_avg(case, x, count_include_pad=count_include_pad), layout)
+    assert (got[..., empty] == 0).all() and (got[..., ~empty] != 0).all()
+    got = from_layout(check_avg(case, x, divisor_override=3), layout)
+    assert (got[..., empty] == 0).all()
+    for p in (1.0, 2.0, 0.5):
+        got = from_layout(check_lp(case, x, p), layout)
+        assert (got[..., empty] == 0).all() and (got[..., ~empty] > 0).all()
+
+
+# ----------------------------------------------------------------------------- avg
+
+
+@given(case=pool_cases(), seed=seeds, count_include_pad=st.booleans(),
+       divisor_override=st.none() | st.integers(1, 10))
+def test_avg_pool2d_matches_reference(isa, case, seed, count_include_pad, divisor_override):
+    check_avg(case, case.x(seed), count_include_pad=count_include_pad, divisor_override=divisor_override)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("width", SIMD_SIZES + (40, 65))
+def test_avg_pool2d_tile_edges(isa, layout, dtype, width):
+    for case in _tile_edge_cases(layout, dtype, width):
+        check_avg(case, case.x(width), count_include_pad=False)
+
+
+def test_avg_pool2d_divisors_by_hand(isa):
+    """3x3 window, stride 2, pad 1 on a 4x4 ones plane, ceil mode (output 3x3):
+    sums are the valid-tap counts; divisors per the documented rules."""
+    x = np.ones((1, 1, 4, 4))
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    # rows/cols of window o: [2o-1, 2o+1]; valid taps per axis: 2, 3, 1;
+    # taps inside the padded extent [-1, 5): 3, 3, 2 (the last window overhangs by one).
+    valid = np.array([2, 3, 1])
+    padded = np.array([3, 3, 2])
+    sums = np.outer(valid, valid)
+    assert_identical(convpool.avg_pool2d(x, count_include_pad=False, **kw)[0, 0], sums / np.outer(valid, valid))
+    np.testing.assert_allclose(convpool.avg_pool2d(x, count_include_pad=True, **kw)[0, 0],
+                               sums / np.outer(padded, padded), rtol=1e-15)
+    np.testing.assert_allclose(convpool.avg_pool2d(x, divisor_override=5, **kw)[0, 0], sums / 5, rtol=1e-15)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_avg_pool2d_nan_and_inf_propagate(isa, layout):
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 0, 0] = np.nan
+    x[0, 0, 3, 3] = np.inf
+    got = from_layout(convpool.avg_pool2d(to_layout(x, layout), 2, layout=layout), layout)[0, 0]
+    assert np.isnan(got[0, 0]) and np.isposinf(got[1, 1]) and (got[[0, 1], [1, 0]] == 0).all()
+
+
+# ----------------------------------------------------------------------------- lp
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 0.5, 1.5])
+@examples(0.3)
+@given(case=pool_cases(), seed=seeds)
+def test_lp_pool2d_matches_reference(isa, p, case, seed):
+    check_lp(case, case.x(seed), p)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("p", [1, 2, 3, 0.5])
+def test_lp_pool2d_uses_absolute_values(isa, layout, p):
+    x = -np.arange(1.0, 5.0).reshape(1, 1, 2, 2)
+    got = convpool.lp_pool2d(to_layout(x, layout), p, 2, layout=layout).item()
+    np.testing.assert_allclose(got, (np.sum(np.abs(x) ** p)) ** (1 / p), rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------- ceil mode
+
+
+CEIL_GEOMETRIES = [
+    # (in, kernel, stride, dilation, pads): the last window overhangs the input and
+    # starts in the trailing padding or the input; windows starting in leading padding.
+    (5, 3, 2, 1, (1, 1)),
+    (4, 3, 3, 1, (2, 0)),
+    (6, 2, 4, 1, (1, 1)),
+    (2, 3, 3, 1, (2, 2)),
+    (7, 2, 3, 2, (2, 1)),
+    (1, 3, 2, 1, (2, 2)),
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("geom", CEIL_GEOMETRIES, ids=str)
+def test_ceil_mode_geometries(isa, layout, geom):
+    size, k, s, d, pads = geom
+    case = simple_case(layout, np.float64, n=1, c=2, h=size, w=size + 1, kernel=(k, k), stride=(s, s),
+                       dilation=(d, d), padding=(pads, pads), ceil_mode=True)
+    x = case.x(3)
+    check_max(case, x)
+    for cip in (True, False):
+        check_avg(case, x, count_include_pad=cip)
+    check_lp(case, x, 2.0)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "pads"),
+    [(1, 2, 2, (0, 0)), (3, 4, 2, (0, 0)), (2, 3, 2, (0, 0)), (1, 3, 4, (0, 0)), (1, 4, 3, (1, 1))],
+    ids=str,
+)
+def test_ceil_mode_window_larger_than_padded_input(isa, layout, size, kernel, stride, pads):
+    """In ceil mode the output size is floor((in + pads - extent + stride - 1) / stride) + 1,
+    which is 1 here although the window is larger than the padded input: the window
+    starts inside the input and overhangs its end (PyTorch and the reference agree)."""
+    case = simple_case(layout, np.float64, n=1, c=2, h=size, w=size + 2, kernel=(kernel, kernel),
+                       stride=(stride, stride), dilation=(1, 1), padding=(pads, pads), ceil_mode=True)
+    assert case.out_hw is not None and case.out_hw[0] == 1
+    assert _padded_smaller_than_extent(case)
+    x = case.x(12)
+    check_max(case, x)
+    check_avg(case, x, count_include_pad=False)
+    check_avg(case, x, count_include_pad=True)
+    check_lp(case, x, 2.0)
+
+
+_GUARDED_POOL_SCRIPT = """
+import sys
+import numpy as np
+import convpool
+from convpool import _core
+
+_core.set_isa(sys.argv[1])
+x = np.ones((1, 1, 3, 1))
+# kernel 5, "same" padding 2 on a width of 1: one output column, two windows'
+# worth of leading padding.
+for fn, kwargs in [
+    (convpool.max_pool2d, {}),
+    (convpool.avg_pool2d, {}),
+    (convpool.lp_pool2d, {"norm_type": 2.0}),
+]:
+    buf = np.full(3 + 64, -12345.0)
+    out = buf[:3].reshape(1, 1, 3, 1)  # C-contiguous, followed by guard values
+    fn(x, kernel_size=5, stride=1, padding="same", out=out, **kwargs)
+    assert (buf[3:] == -12345.0).all(), f"{fn.__name__} wrote past the end of out: {buf[3:6]}"
+print("ok")
+"""
+
+
+def test_nchw_leading_padding_wider_than_output_in_subprocess(isa):
+    """5x5 pooling with padding 2 ("same") of an image one pixel wide, NCHW: nothing may be
+    written outside ``out`` (run in a subprocess: an out-of-bounds access may crash)."""
+    proc = subprocess.run([sys.executable, "-c", _GUARDED_POOL_SCRIPT, isa], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONFAULTHANDLER": "0"})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (
+        f"exit code {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr[-2000:]}"
+    )
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_leading_padding_wider_than_output_values(isa, layout):
+    """The same geometry's values: every window starts in the padding."""
+    case = simple_case(layout, np.float64, n=1, c=2, h=3, w=1, kernel=(5, 5), stride=(1, 1), dilation=(1, 1),
+                       padding="same", ceil_mode=False)
+    x = case.x(13)
+    check_max(case, x)
+    check_avg(case, x)
+    check_lp(case, x, 2.0)
+
+
+# ----------------------------------------------------------------------------- adaptive / global
+
+
+@st.composite
+def adaptive_cases(draw, dtypes=FLOAT_DTYPES):
+    h, w = draw(st.integers(1, 9)), draw(st.sampled_from(SIMD_SIZES + (2, 3)))
+    size = st.integers(1, 12)
+    output_size = draw(
+        size | st.tuples(size | st.none(), size | st.none())
+    )
+    case = simple_case(draw(st.sampled_from(LAYOUTS)), draw(st.sampled_from(dtypes)),
+                       n=draw(st.integers(1, 2)), c=draw(st.sampled_from(SIMD_SIZES)), h=h, w=w)
+    if isinstance(output_size, int):
+        out_hw = (output_size, output_size)
+    else:
+        out_hw = tuple(in_size if o is None else o for o, in_size in zip(output_size, (h, w)))
+    return case, output_size, out_hw
+
+
+@given(args=adaptive_cases(ALL_DTYPES), seed=seeds, kind=st.sampled_from(["normal", "ties", "full"]))
+def test_adaptive_max_pool2d_matches_reference(isa, args, seed, kind):
+    case, output_size, out_hw = args
+    x = case.x(seed, kind)
+    got, idx = convpool.adaptive_max_pool2d(to_layout(x, case.layout), output_size, return_indices=True,
+                                            layout=case.layout)
+    want, want_idx = ref.adaptive_max_pool2d(x, out_hw, return_indices=True)
+    assert_identical(from_layout(got, case.layout), want)
+    assert_identical(from_layout(idx, case.layout), want_idx)
+    assert_identical(convpool.adaptive_max_pool2d(to_layout(x, case.layout), output_size, layout=case.layout), got)
+
+
+@given(args=adaptive_cases(), seed=seeds)
+def test_adaptive_avg_pool2d_matches_reference(isa, args, seed):
+    case, output_size, out_hw = args
+    x = case.x(seed)
+    got = convpool.adaptive_avg_pool2d(to_layout(x, case.layout), output_size, layout=case.layout)
+    want = ref.adaptive_avg_pool2d(x, out_hw)
+    magnitude = ref.adaptive_avg_pool2d(np.abs(x).astype(F64), out_hw)
+    # an adaptive window spans at most ceil(In / Out) + 1 elements per axis
+    n_terms = (math.ceil(case.h / out_hw[0]) + 1) * (math.ceil(case.w / out_hw[1]) + 1)
+    assert_within(from_layout(got, case.layout), want, reduction_atol(case.dtype, n_terms, magnitude, F64))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_adaptive_output_larger_than_input(isa, layout):
+    """Out > In: windows overlap and repeat input elements."""
+    x = np.arange(6, dtype=np.float64).reshape(1, 1, 2, 3)
+    got, idx = convpool.adaptive_max_pool2d(to_layout(x, layout), (4, 5), return_indices=True, layout=layout)
+    # rows: [floor(o*2/4), ceil((o+1)*2/4)) -> {0},{0},{1},{1}; cols: {0},{0,1},{1},{1,2},{2}
+    row = np.array([0, 0, 1, 1])[:, None]
+    col = np.array([0, 1, 1, 2, 2])[None, :]  # last (largest) column of each window
+    assert_identical(from_layout(idx, layout)[0, 0], (row * 3 + col).astype(np.int64))
+    avg = from_layout(convpool.adaptive_avg_pool2d(to_layout(x, layout), (4, 5), layout=layout), layout)
+    col_mean = np.array([0, 0.5, 1, 1.5, 2])[None, :]
+    np.testing.assert_allclose(avg[0, 0], row * 3 + col_mean, rtol=1e-15)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
+def test_global_pools(isa, layout, dtype):
+    case = simple_case(layout, dtype, n=2, c=17, h=5, w=33)
+    x = case.x(4, "full" if np.dtype(dtype).kind in "iu" else "normal")
+    x_in = to_layout(x, layout)
+    got = convpool.global_max_pool2d(x_in, layout=layout)
+    assert got.shape == ((2, 1, 1, 17) if layout == "NHWC" else (2, 17, 1, 1))
+    assert_identical(from_layout(got, layout), ref.global_max_pool2d(x))
+    if np.dtype(dtype).kind == "f":
+        got = convpool.global_avg_pool2d(x_in, layout=layout)
+        magnitude = ref.global_avg_pool2d(np.abs(x).astype(F64))
+        assert_within(from_layout(got, layout), ref.global_avg_pool2d(x),
+                      reduction_atol(dtype, 5 * 33, magnitude, F64))
+
+
+# ----------------------------------------------------------------------------- documented examples
+# Expected values are the worked examples of docs/semantics.md.
+
+
+def _plane(values, dtype=np.float64):
+    return np.array(values, dtype=dtype)[None, None]
+
+
+def _run(fn, x, layout, *args, **kwargs):
+    result = fn(to_layout(x, layout), *args, layout=layout, **kwargs)
+    if isinstance(result, tuple):
+        return tuple(from_layout(r, layout)[0, 0] for r in result)
+    return from_layout(result, layout)[0, 0]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_semantics_examples_max(isa, layout):
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    values, idx = _run(convpool.max_pool2d, x, layout, 2, padding=1, ceil_mode=True, return_indices=True)
+    expected = np.array([[0, 2, 3], [8, 10, 11], [12, 14, 15]])
+    assert_identical(values, expected.astype(np.float64))
+    assert_identical(idx, expected.astype(np.int64))
+
+    x = _plane([[1, np.nan, 5, np.nan], [np.nan, 0, 9, 2]])
+    values, idx = _run(convpool.max_pool2d, x, layout, 2, return_indices=True)
+    assert np.isnan(values).all() and idx.tolist() == [[1, 3]]
+
+    # in = 2, k = 2, d = 3, pads (2, 2), s = 1: the middle window reads -1 and 2.
+    x = _plane([[4.0, -7.0]])
+    values, idx = _run(convpool.max_pool2d, x, layout, (1, 2), stride=1, dilation=(1, 3),
+                       padding=((0, 0), (2, 2)), return_indices=True)
+    assert values.tolist() == [[-7.0, -np.inf, 4.0]] and idx.tolist() == [[1, -1, 0]]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_semantics_examples_avg(isa, layout):
+    x = _plane([[1.0, 2.0, 3.0, 4.0]])
+    kw = dict(kernel_size=(1, 2), stride=(1, 2), padding=((0, 0), (1, 1)))
+    assert _run(convpool.avg_pool2d, x, layout, count_include_pad=True, **kw).tolist() == [[0.5, 2.5, 2.0]]
+    assert _run(convpool.avg_pool2d, x, layout, count_include_pad=False, **kw).tolist() == [[1.0, 2.5, 4.0]]
+
+    x = _plane([[1.0, 2.0, 3.0, 4.0, 5.0]])
+    for cip in (True, False):
+        got = _run(convpool.avg_pool2d, x, layout, (1, 2), ceil_mode=True, count_include_pad=cip)
+        assert got.tolist() == [[1.5, 3.5, 5.0]]
+
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    assert _run(convpool.avg_pool2d, x, layout, count_include_pad=True, **kw)[2, 2] == 3.75
+    assert _run(convpool.avg_pool2d, x, layout, count_include_pad=False, **kw)[2, 2] == 15.0
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_semantics_examples_lp(isa, layout):
+    assert _run(convpool.lp_pool2d, _plane([[3.0, -4.0], [0.0, 0.0]]), layout, 2, 2).item() == 5.0
+    assert _run(convpool.lp_pool2d, _plane([[1.0, -2.0], [3.0, -4.0]]), layout, 1, 2).item() == 10.0
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    assert _run(convpool.lp_pool2d, x, layout, 2, 2, ceil_mode=True)[2, 2] == 24.0
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float64, np.int16], ids=str)
+def test_semantics_examples_adaptive(isa, layout, dtype):
+    x = _plane([[0, 1, 2, 3, 4]], dtype)
+    values, idx = _run(convpool.adaptive_max_pool2d, x, layout, (1, 3), return_indices=True)
+    assert values.tolist() == [[1, 3, 4]] and idx.tolist() == [[1, 3, 4]]
+    if np.dtype(dtype).kind == "f":
+        assert _run(convpool.adaptive_avg_pool2d, x, layout, (1, 3)).tolist() == [[0.5, 2.0, 3.5]]
+        # In = 2, Out = 3: windows [0, 1), [0, 2), [1, 2); None keeps the height.
+        got = _run(convpool.adaptive_avg_pool2d, _plane([[2.0, 4.0]]), layout, (None, 3))
+        assert got.tolist() == [[2.0, 3.0, 4.0]]
+
+
+# ----------------------------------------------------------------------------- input forms, out=, empty, threads
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("form", INPUT_FORMS)
+def test_pool_input_forms(isa, layout, form):
+    case = simple_case(layout, np.float32)
+    x = case.x(5)
+    make = INPUT_FORMS[form]
+    check_max(case, x, x_transform=make)
+    check_avg(case, x, count_include_pad=False, x_transform=make)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pool_out_is_written_and_returned(isa, layout):
+    case = simple_case(layout, np.float64)
+    x = case.x(6)
+    out = np.full(case.out_shape(), np.nan)
+    assert check_avg(case, x, out=out) is out
+    out = np.full(case.out_shape(), np.nan)
+    assert check_lp(case, x, 3.0, out=out) is out
+    values = np.full(case.out_shape(), np.nan)
+    indices = np.full(case.out_shape(), -7, dtype=np.int64)
+    got, idx = check_max(case, x, out=(values, indices))
+    assert got is values and idx is indices
+    values = np.full(case.out_shape(), np.nan)
+    assert convpool.max_pool2d(to_layout(x, layout), out=values, **case.kwargs()) is values
+    assert_identical(values, got)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pool_out_aliasing_input(isa, layout):
+    """3x3/stride 1/pad 1 keeps the shape, so out can be x itself; and out can overlap x
+    at an offset. The result must be as if computed from the untouched input."""
+    case = simple_case(layout, np.float64, n=1, c=3, h=6, w=9, kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
+                       padding=1, ceil_mode=False)
+    x = case.x(7)
+    buf = to_layout(x, layout)
+    assert convpool.avg_pool2d(buf, out=buf, **case.kwargs()) is buf
+    want = ref.avg_pool2d(x, *case.ref_args())
+    np.testing.assert_allclose(from_layout(buf, layout), want, rtol=1e-13, atol=1e-15)
+
+    buf = to_layout(x, layout)
+    values, indices = convpool.max_pool2d(buf, out=(buf, None), return_indices=True, **case.kwargs())
+    assert values is buf
+    want, want_idx = ref.max_pool2d(x, *case.ref_args(), return_indices=True)
+    assert_identical(from_layout(values, layout), want)
+    assert_identical(from_layout(indices, layout), want_idx)
+
+    buf = to_layout(x, layout)
+    small = simple_case(layout, np.float64, n=1, c=3, h=6, w=9, kernel=(2, 2), stride=(2, 2), dilation=(1, 1),
+                        padding=0, ceil_mode=False)
+    out = buf.reshape(-1)[4 : 4 + int(np.prod(small.out_shape()))].reshape(small.out_shape())
+    assert convpool.max_pool2d(buf, out=out, **small.kwargs()) is out
+    assert_identical(from_layout(out, layout), ref.max_pool2d(x, *small.ref_args()))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("n", "c"), [(0, 3), (2, 0), (0, 0)])
+def test_pool_empty_batch_or_channels(isa, layout, n, c):
+    case = simple_case(layout, np.float32, n=n, c=c)
+    x = case.x(8)
+    got, idx = check_max(case, x)
+    assert got.shape == idx.shape == case.out_shape()
+    assert check_avg(case, x).shape == case.out_shape()
+    assert check_lp(case, x, 2.0).shape == case.out_shape()
+    x_in = to_layout(x, layout)
+    out_hw = (3, 4)
+    expected = (n, 3, 4, c) if layout == "NHWC" else (n, c, 3, 4)
+    assert convpool.adaptive_avg_pool2d(x_in, out_hw, layout=layout).shape == expected
+    assert convpool.adaptive_max_pool2d(x_in, out_hw, layout=layout).shape == expected
+    assert convpool.global_max_pool2d(x_in, layout=layout).shape == ((n, 1, 1, c) if layout == "NHWC" else (n, c, 1, 1))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pool_same_result_for_1_and_2_threads(isa, layout):
+    case = simple_case(layout, np.float32, n=3, c=17, h=9, w=33)
+    x_in = to_layout(case.x(9), layout)
+    calls = {
+        "max": lambda: convpool.max_pool2d(x_in, return_indices=True, **case.kwargs()),
+        "avg": lambda: convpool.avg_pool2d(x_in, **case.kwargs()),
+        "lp": lambda: convpool.lp_pool2d(x_in, 3, **case.kwargs()),
+        "adaptive_avg": lambda: convpool.adaptive_avg_pool2d(x_in, (4, 5), layout=layout),
+        "adaptive_max": lambda: convpool.adaptive_max_pool2d(x_in, (4, 5), return_indices=True, layout=layout),
+    }
+    for name, call in calls.items():
+        with convpool.threads(1):
+            one = call()
+        with convpool.threads(2):
+            two = call()
+        one, two = (one if isinstance(one, tuple) else (one,)), (two if isinstance(two, tuple) else (two,))
+        for a, b in zip(one, two):
+            assert_identical(b, a, f"{name}: ")

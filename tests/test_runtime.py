@@ -1,0 +1,240 @@
+"""Threads API, show_config, ISA selection at import, and ``python -m convpool``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import convpool
+from convpool import _core
+
+SUPPORTED = _core.supported_isas()
+
+
+def run_python(code: str, *args: str, env_update=None, timeout=120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("CONVPOOL_ISA", "OMP_NUM_THREADS")}
+    env.update(env_update or {})
+    return subprocess.run([sys.executable, *(["-c", code] if code else []), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=str(Path(__file__).parent))
+
+
+@pytest.fixture
+def restore_global_threads():
+    """set_num_threads changes process-wide state: put the module's setting back."""
+    from convpool import _config
+
+    saved = _config._global_threads
+    yield
+    _config._global_threads = saved
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+def test_default_thread_count_is_openmp_default(restore_global_threads):
+    from convpool import _config
+
+    _config._global_threads = None
+    expected = _core.default_num_threads() if _core.openmp else 1
+    assert convpool.get_num_threads() == expected >= 1
+
+
+def test_set_num_threads(restore_global_threads):
+    for n in (1, 3, np.int64(2), 1024):  # any integer type, up to the documented limit
+        convpool.set_num_threads(n)
+        assert convpool.get_num_threads() == (n if _core.openmp else 1)
+
+
+@pytest.mark.skipif(not _core.openmp, reason="a build without OpenMP always reports 1 thread")
+def test_threads_context_manager_restores_and_nests(restore_global_threads):
+    convpool.set_num_threads(3)
+    with convpool.threads(1):
+        assert convpool.get_num_threads() == 1
+        with convpool.threads(2):
+            assert convpool.get_num_threads() == 2
+            convpool.set_num_threads(4)  # the innermost block still wins
+            assert convpool.get_num_threads() == 2
+        assert convpool.get_num_threads() == 1
+    assert convpool.get_num_threads() == 4
+
+
+@pytest.mark.skipif(not _core.openmp, reason="a build without OpenMP always reports 1 thread")
+def test_threads_restored_after_exception(restore_global_threads):
+    convpool.set_num_threads(3)
+    with pytest.raises(RuntimeError):
+        with convpool.threads(1):
+            raise RuntimeError("boom")
+    assert convpool.get_num_threads() == 3
+
+
+@pytest.mark.skipif(not _core.openmp, reason="a build without OpenMP always reports 1 thread")
+def test_threads_block_is_local_to_its_thread(restore_global_threads):
+    convpool.set_num_threads(3)
+    seen = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    def worker():
+        with convpool.threads(1):
+            inside.set()
+            release.wait(10)
+            seen["worker"] = convpool.get_num_threads()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    assert inside.wait(10)
+    seen["main"] = convpool.get_num_threads()  # while the worker is inside its block
+    release.set()
+    t.join(10)
+    assert seen == {"main": 3, "worker": 1}
+
+
+@pytest.mark.skipif(not _core.openmp, reason="a build without OpenMP always reports 1 thread")
+def test_threads_block_is_local_to_its_task(restore_global_threads):
+    convpool.set_num_threads(3)
+
+    async def task(n, started, go):
+        with convpool.threads(n):
+            started.set()
+            await go.wait()
+            return convpool.get_num_threads()
+
+    async def main():
+        go = asyncio.Event()
+        s1, s2 = asyncio.Event(), asyncio.Event()
+        t1 = asyncio.create_task(task(1, s1, go))
+        t2 = asyncio.create_task(task(2, s2, go))
+        await s1.wait()
+        await s2.wait()
+        outside = convpool.get_num_threads()
+        go.set()
+        return outside, await t1, await t2
+
+    assert asyncio.run(main()) == (3, 1, 2)
+
+
+@pytest.mark.skipif(not _core.openmp, reason="a build without OpenMP always reports 1 thread")
+def test_threads_copied_context(restore_global_threads):
+    convpool.set_num_threads(3)
+    with convpool.threads(2):
+        ctx = contextvars.copy_context()
+    assert ctx.run(convpool.get_num_threads) == 2
+    assert convpool.get_num_threads() == 3
+
+
+def test_omp_num_threads_sets_the_default():
+    code = "import convpool; print(convpool.get_num_threads())"
+    proc = run_python(code, env_update={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
+
+
+def test_results_do_not_depend_on_threads():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 8, 9, 13)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3, 8):
+        with convpool.threads(n):
+            results.append((convpool.conv2d(x, w, padding=1), convpool.max_pool2d(x, 3, 2, 1, return_indices=True)))
+    for conv, (values, indices) in results[1:]:
+        assert np.array_equal(conv, results[0][0])
+        assert np.array_equal(values, results[0][1][0]) and np.array_equal(indices, results[0][1][1])
+
+
+# ----------------------------------------------------------------------------- show_config
+
+
+def test_show_config(capsys):
+    convpool.show_config()
+    text = capsys.readouterr().out
+    assert f"convpool {convpool.__version__}" in text
+    assert f"ISA in use:      {_core.active_isa()}" in text
+    assert ", ".join(_core.compiled_isas()) in text
+    assert ", ".join(SUPPORTED) in text
+    assert "OpenMP:" in text and ("yes" if _core.openmp else "no") in text
+    assert f"threads:         {convpool.get_num_threads()}" in text
+    assert "CUDA backend:" in text
+
+
+def test_show_config_reflects_set_isa(isa, capsys):
+    convpool.show_config()
+    assert f"ISA in use:      {isa}" in capsys.readouterr().out
+
+
+def test_show_config_reflects_threads(capsys):
+    with convpool.threads(1):
+        convpool.show_config()
+    assert "threads:         1\n" in capsys.readouterr().out
+
+
+def test_version_and_flags():
+    assert convpool.__version__ == _core.__version__
+    assert isinstance(convpool.has_cuda, bool)
+    assert "baseline" in SUPPORTED and set(SUPPORTED) <= set(_core.compiled_isas())
+    assert _core.active_isa() in SUPPORTED
+
+
+def test_set_isa_round_trip(isa):
+    assert _core.active_isa() == isa
+
+
+# ----------------------------------------------------------------------------- CONVPOOL_ISA
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_convpool_isa_env_selects_isa(name):
+    proc = run_python("import convpool; from convpool import _core; print(_core.active_isa())",
+                      env_update={"CONVPOOL_ISA": name})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == name
+
+
+def test_convpool_isa_baseline_runs_kernels():
+    code = (
+        "import numpy as np, convpool\n"
+        "from convpool import _core\n"
+        "x = np.arange(16.0).reshape(1, 1, 4, 4)\n"
+        "print(_core.active_isa(), convpool.max_pool2d(x, 2).ravel().tolist())\n"
+    )
+    proc = run_python(code, env_update={"CONVPOOL_ISA": "baseline"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["baseline", "[5.0,", "7.0,", "13.0,", "15.0]"]
+
+
+@pytest.mark.parametrize("value", ["bogus", "AVX2", "sse2"])
+def test_convpool_isa_unknown_value_fails_import(value):
+    proc = run_python("import convpool", env_update={"CONVPOOL_ISA": value})
+    assert proc.returncode != 0
+    assert "ImportError" in proc.stderr and "CONVPOOL_ISA" in proc.stderr and value in proc.stderr
+
+
+def test_convpool_isa_unset_uses_best():
+    proc = run_python("import convpool; from convpool import _core; print(_core.active_isa())")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == SUPPORTED[-1]
+
+
+# ----------------------------------------------------------------------------- python -m convpool
+
+def test_python_m_convpool_demo():
+    proc = run_python("", "-m", "convpool", "--size", "32", "--repeats", "1", "--batch", "1", "--layout", "NCHW")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert f"ISA in use:      {SUPPORTED[-1]}" in out
+    assert f"convpool {convpool.__version__}" in out
+    assert "NCHW" in out and "GFLOP/s" in out
+
+
+def test_python_m_convpool_honours_convpool_isa():
+    proc = run_python("", "-m", "convpool", "--size", "16", "--repeats", "1", env_update={"CONVPOOL_ISA": "baseline"})
+    assert proc.returncode == 0, proc.stderr
+    assert "ISA in use:      baseline" in proc.stdout
