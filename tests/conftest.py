@@ -75,6 +75,20 @@ SUPPORTED_ISAS = tuple(_core.supported_isas()) if _core is not None else ()
 # ----------------------------------------------------------------------------- ISA fixture
 
 
+@pytest.fixture(autouse=True, scope="session")
+def small_problems_use_every_thread() -> Iterable[None]:
+    """Test shapes are small, and the kernels run small calls on one thread; with a
+    grain of 0 they use every requested thread, so the parallel paths (work split,
+    per-thread partial sums) are what the tests check."""
+    if _core is None:
+        yield
+        return
+    grain = _core.min_parallel_work()
+    _core.set_min_parallel_work(0)
+    yield
+    _core.set_min_parallel_work(grain)
+
+
 @pytest.fixture(params=SUPPORTED_ISAS, ids=lambda name: f"isa={name}")
 def isa(request: pytest.FixtureRequest) -> Iterable[str]:
     """Run the test with the named ISA's kernels, restoring the previous ISA after."""

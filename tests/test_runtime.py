@@ -238,3 +238,26 @@ def test_python_m_convpool_honours_convpool_isa():
     proc = run_python("", "-m", "convpool", "--size", "16", "--repeats", "1", env_update={"CONVPOOL_ISA": "baseline"})
     assert proc.returncode == 0, proc.stderr
     assert "ISA in use:      baseline" in proc.stdout
+
+
+def test_small_calls_grain_is_settable():
+    """The threading grain is positive by default (small calls stay on one thread) and
+    0 makes every call use the requested threads; results do not depend on it."""
+    from convpool import _core
+
+    saved = _core.min_parallel_work()
+    try:
+        _core.set_min_parallel_work(1 << 15)
+        assert _core.min_parallel_work() == 1 << 15
+        x = np.random.default_rng(0).standard_normal((2, 3, 9, 9))
+        w = np.random.default_rng(1).standard_normal((4, 3, 3, 3))
+        with convpool.threads(2):
+            coarse = convpool.conv2d(x, w, padding=1)
+            _core.set_min_parallel_work(0)
+            assert _core.min_parallel_work() == 0
+            fine = convpool.conv2d(x, w, padding=1)
+        np.testing.assert_array_equal(coarse, fine)
+        _core.set_min_parallel_work(-5)
+        assert _core.min_parallel_work() == 0
+    finally:
+        _core.set_min_parallel_work(saved)

@@ -37,6 +37,11 @@ void register_runtime(py::module_& m) {
 #endif
       },
       "Threads used when the caller does not choose (OpenMP's default).");
+  m.def("min_parallel_work", &min_parallel_work,
+        "Smallest work (element operations) per thread; smaller calls use fewer threads.");
+  m.def(
+      "set_min_parallel_work", [](int64_t work) { set_min_parallel_work(work); }, py::arg("work"),
+      "Set the threading grain (0: always use every requested thread; for tests).");
   m.def(
       "fma_probe",
       [](int64_t iterations, int num_threads) {

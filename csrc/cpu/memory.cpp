@@ -1,5 +1,7 @@
-// Scratch allocation for kernels. Lives in a baseline translation unit so that no
-// ISA-specific copy of an allocator template can be picked by the linker.
+// Scratch allocation and the threading grain for kernels. Lives in a baseline
+// translation unit so that no ISA-specific copy of a library template can be
+// picked by the linker.
+#include <atomic>
 #include <cstdlib>
 
 #include "convpool/kernel_types.hpp"
@@ -13,5 +15,17 @@ void* aligned_alloc_bytes(int64_t bytes) noexcept {
 }
 
 void aligned_free(void* ptr) noexcept { std::free(ptr); }
+
+namespace {
+// About 10-30 microseconds of kernel work: below that, waking a second thread
+// costs more than it saves.
+std::atomic<int64_t> g_min_parallel_work{int64_t{1} << 15};
+}  // namespace
+
+int64_t min_parallel_work() noexcept { return g_min_parallel_work.load(std::memory_order_relaxed); }
+
+void set_min_parallel_work(int64_t work) noexcept {
+  g_min_parallel_work.store(work < 0 ? 0 : work, std::memory_order_relaxed);
+}
 
 }  // namespace convpool

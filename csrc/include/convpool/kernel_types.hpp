@@ -138,6 +138,12 @@ struct KernelTable {
   MaxPool2dFn<uint64_t> max_pool2d_u64 = nullptr;
 };
 
+// Smallest amount of work (element operations) worth a thread of its own; smaller
+// calls run on one thread. Settable so that tests can force small problems onto
+// several threads. Defined in csrc/cpu/memory.cpp.
+int64_t min_parallel_work() noexcept;
+void set_min_parallel_work(int64_t work) noexcept;
+
 // Scratch memory for kernels, allocated by a baseline-compiled translation unit
 // (csrc/cpu/memory.cpp). 64-byte aligned; nullptr on failure.
 void* aligned_alloc_bytes(int64_t bytes) noexcept;
