@@ -635,3 +635,21 @@ def test_missing_matplotlib_is_reported_not_fatal(monkeypatch, tmp_path):
     assert set(result) == {"pool", "stride"}
     assert not out.exists()
     assert any("no plot written" in s and "convpool[examples]" in s for s in lines)
+
+
+def test_conv2d_layer_reuses_packed_weights_in_eval_mode():
+    """Eval mode packs once and reuses it while the weights are unchanged; a change
+    (in place, as optimizers do) is seen on the next call."""
+    layer = Conv2D(3, 8, 3, padding=1, rng=0, dtype=np.float64)
+    layer.eval()
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6))
+    y0 = layer.forward(x)
+    first = layer._packed
+    assert first is not None
+    np.testing.assert_array_equal(layer.forward(x), y0)
+    assert layer._packed is first
+    layer.weight *= 2.0
+    y1 = layer.forward(x)
+    assert layer._packed is not first
+    np.testing.assert_allclose(y1 - layer.bias[None, :, None, None], 2.0 * (y0 - layer.bias[None, :, None, None]))
+    np.testing.assert_array_equal(y1, convpool.conv2d(x, layer.weight, layer.bias, padding=1))

@@ -33,6 +33,7 @@ from .backward import (  # noqa: E402
 )
 from ._config import get_num_threads, has_cuda, set_num_threads, show_config, threads  # noqa: E402
 from .functional import (  # noqa: E402
+    PackedWeight,
     adaptive_avg_pool2d,
     adaptive_max_pool2d,
     avg_pool2d,
@@ -41,6 +42,7 @@ from .functional import (  # noqa: E402
     global_max_pool2d,
     lp_pool2d,
     max_pool2d,
+    pack_weight,
 )
 
 __version__: str = _core.__version__
@@ -48,6 +50,8 @@ __version__: str = _core.__version__
 __all__ = [
     "__version__",
     "conv2d",
+    "pack_weight",
+    "PackedWeight",
     "max_pool2d",
     "avg_pool2d",
     "lp_pool2d",

@@ -99,3 +99,18 @@ def pool2d_backward(
     num_threads: int,
 ) -> None: ...
 def adaptive_avg_pool2d_backward(grad_out: np.ndarray, grad_x: np.ndarray, layout: int, num_threads: int) -> None: ...
+def conv2d_pack(weight: np.ndarray, groups: int, layout: int) -> Tuple[np.ndarray, str]: ...
+def conv2d_prepacked(
+    x: np.ndarray,
+    packed: np.ndarray,
+    isa: str,
+    weight_shape: Tuple[int, int, int, int],
+    bias: Optional[np.ndarray],
+    out: np.ndarray,
+    stride: Tuple[int, int],
+    padding: Tuple[int, int, int, int],
+    dilation: Tuple[int, int],
+    groups: int,
+    layout: int,
+    num_threads: int,
+) -> None: ...

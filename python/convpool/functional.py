@@ -16,6 +16,8 @@ from . import _validation as v
 from ._config import get_num_threads
 
 __all__ = [
+    "PackedWeight",
+    "pack_weight",
     "conv2d",
     "max_pool2d",
     "avg_pool2d",
@@ -31,6 +33,61 @@ MaxResult = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 
 def flat_padding(padding: v.Padding2d) -> Tuple[int, int, int, int]:
     return (padding[0][0], padding[0][1], padding[1][0], padding[1][1])
+
+
+class PackedWeight:
+    """Convolution weights packed once into the layout the active kernels read.
+
+    Made by :func:`pack_weight`; pass it to :func:`conv2d` in place of the weight
+    array to skip the packing that every call otherwise does. It keeps a read-only
+    copy of the weights (``.weight``), so changing the original array afterwards
+    does not change it; pack again after updating weights. If the active ISA changes
+    (``CONVPOOL_ISA``, ``_core.set_isa``), it is packed again on first use.
+    """
+
+    __slots__ = ("weight", "groups", "isa", "_packed")
+
+    def __init__(self, weight: np.ndarray, groups: int) -> None:
+        self.weight = weight
+        self.groups = groups
+        self._pack()
+
+    def _pack(self) -> None:
+        self._packed, self.isa = _core.conv2d_pack(self.weight, self.groups, 0)
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return self.weight.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.weight.dtype
+
+    def packed_for_active_isa(self) -> Tuple[np.ndarray, str]:
+        if self.isa != _core.active_isa():
+            self._pack()
+        return self._packed, self.isa
+
+    def __repr__(self) -> str:
+        return f"PackedWeight(shape={self.shape}, dtype={self.dtype}, groups={self.groups}, isa={self.isa!r})"
+
+
+def pack_weight(weight: Any, *, groups: int = 1) -> PackedWeight:
+    """Pack convolution weights (K, C // groups, kh, kw) once for repeated :func:`conv2d` calls.
+
+    Useful in inference loops and layers whose weights do not change between calls.
+    """
+    w = v.as_array(weight, "weight", v.FLOAT_DTYPES)
+    if w.ndim != 4:
+        raise ValueError(f"weight: expected a 4-D array (K, C // groups, kh, kw), got shape {w.shape}")
+    groups = v.check_int(groups, "groups", 1)
+    if w.shape[0] % groups != 0:
+        raise ValueError(f"weight: its {w.shape[0]} output channels are not divisible by groups={groups}")
+    if w.shape[2] < 1 or w.shape[3] < 1:
+        raise ValueError(f"weight: kernel size must be at least 1x1, got {w.shape[2]}x{w.shape[3]}")
+    copy = np.array(w, order="C", copy=True)
+    copy.flags.writeable = False
+    return PackedWeight(copy, groups)
 
 
 class ConvGeometry(NamedTuple):
@@ -56,6 +113,10 @@ def conv_geometry(
     layout: str,
 ) -> ConvGeometry:
     """Check x and weight against each other and the arguments; compute the output shape."""
+    if isinstance(weight, PackedWeight):
+        if groups != weight.groups:
+            raise ValueError(f"groups: the weight was packed for groups={weight.groups}, got groups={groups}")
+        weight = weight.weight
     x = v.as_array(x, "x", v.FLOAT_DTYPES)
     n, c, h, w = v.require_4d(x, "x", layout)
     weight = v.as_array(weight, "weight", v.FLOAT_DTYPES)
@@ -144,7 +205,8 @@ def conv2d(
     Parameters
     ----------
     x : array (N, C, H, W), or (N, H, W, C) with ``layout="NHWC"``; float32 or float64.
-    weight : array (K, C // groups, kh, kw) in either layout, same dtype as ``x``.
+    weight : array (K, C // groups, kh, kw) in either layout, same dtype as ``x``, or a
+        :class:`PackedWeight` from :func:`pack_weight` (packed with the same ``groups``).
     bias : array (K,) of the same dtype, or None.
     stride, dilation : int or (h, w).
     padding : int, (ph, pw), ((top, bottom), (left, right)), "valid", "same" or
@@ -157,6 +219,7 @@ def conv2d(
     (N, K, OH, OW), or (N, OH, OW, K) for NHWC, of ``x``'s dtype.
     """
     code = v.layout_code(layout)
+    packed = weight if isinstance(weight, PackedWeight) else None
     g = conv_geometry(x, weight, stride, padding, dilation, groups, layout)
     x, weight, k = g.x, g.weight, g.out_channels
     if bias is not None:
@@ -168,18 +231,13 @@ def conv2d(
     y, user_out = v.prepare_out(out, g.out_shape, x.dtype, (x, weight, bias))
     if y.size == 0:
         return v.finish_out(y, user_out)
-    _core.conv2d(
-        np.ascontiguousarray(x),
-        np.ascontiguousarray(weight),
-        None if bias is None else np.ascontiguousarray(bias),
-        y,
-        g.stride,
-        flat_padding(g.padding),
-        g.dilation,
-        g.groups,
-        code,
-        get_num_threads(),
-    )
+    geometry = (g.stride, flat_padding(g.padding), g.dilation, g.groups, code, get_num_threads())
+    b = None if bias is None else np.ascontiguousarray(bias)
+    if packed is not None:
+        packed_w, isa = packed.packed_for_active_isa()
+        _core.conv2d_prepacked(np.ascontiguousarray(x), packed_w, isa, weight.shape, b, y, *geometry)
+    else:
+        _core.conv2d(np.ascontiguousarray(x), np.ascontiguousarray(weight), b, y, *geometry)
     return v.finish_out(y, user_out)
 
 

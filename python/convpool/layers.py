@@ -61,6 +61,8 @@ from .functional import (
     global_max_pool2d,
     lp_pool2d,
     max_pool2d,
+    pack_weight,
+    PackedWeight,
     window_geometry,
 )
 
@@ -365,8 +367,19 @@ class Conv2D(_Spatial):
         )
 
     def _conv(self, x: np.ndarray) -> np.ndarray:
-        """The one place the forward convolution is computed (packed weights go here)."""
-        return conv2d(x, self.weight, self.bias, **self._conv_kwargs())
+        """The one place the forward convolution is computed.
+
+        In eval mode the weights are packed once and reused while they stay equal to
+        the packed copy (an optimizer step or an assignment makes the next call pack
+        again). In training mode every step changes them, so each call packs.
+        """
+        if self.training:
+            self._packed = None
+            return conv2d(x, self.weight, self.bias, **self._conv_kwargs())
+        packed: Optional[PackedWeight] = getattr(self, "_packed", None)
+        if packed is None or not np.array_equal(packed.weight, self.weight):
+            packed = self._packed = pack_weight(self.weight, groups=self.groups)
+        return conv2d(x, packed, self.bias, **self._conv_kwargs())
 
     def _check_x(self, x: Any) -> np.ndarray:
         x = _check_float_input(x)

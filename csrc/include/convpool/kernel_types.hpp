@@ -105,9 +105,19 @@ using SumPool2dBackwardFn = void (*)(const Pool2dProblem& problem, const PoolAxi
                                      const T* y, T* grad_x, const PoolOptions& options,
                                      int num_threads);
 
+// Packed weights for repeated convolutions: their size in elements, the packing,
+// and conv2d taking them in place of the weight (same signature as Conv2dFn). The
+// packed format belongs to one ISA's kernels.
+using Conv2dPackedSizeFn = int64_t (*)(const Conv2dProblem& problem);
+template <class T>
+using Conv2dPackFn = void (*)(const Conv2dProblem& problem, const T* weight, T* packed);
+
 template <class T>
 struct FloatKernels {
   Conv2dFn<T> conv2d = nullptr;
+  Conv2dPackedSizeFn conv2d_packed_size = nullptr;
+  Conv2dPackFn<T> conv2d_pack = nullptr;
+  Conv2dFn<T> conv2d_prepacked = nullptr;
   MaxPool2dFn<T> max_pool2d = nullptr;
   SumPool2dFn<T> avg_pool2d = nullptr;
   SumPool2dFn<T> lp_pool2d = nullptr;
