@@ -59,6 +59,17 @@ def _input_shape(input_shape: Any, layout: str) -> Tuple[Tuple[int, int, int, in
     return shape, (n, c, h, w)  # type: ignore[return-value]
 
 
+def _pooled_grad_out(grad_out: Any, n: int, c: int, layout: str) -> np.ndarray:
+    """grad_out of a pooling whose output size it defines: 4-D, with x's batch and channels."""
+    gy = _grad_out(grad_out, None, None)
+    _, gc, _, _ = v.require_4d(gy, "grad_out", layout)
+    if gy.shape[0] != n or gc != c:
+        raise ValueError(
+            f"grad_out: batch and channels ({gy.shape[0]}, {gc}) do not match input_shape's ({n}, {c})"
+        )
+    return gy
+
+
 def conv2d_backward(
     grad_out: Any,
     x: Any,
@@ -111,16 +122,10 @@ def max_pool2d_backward(
     """
     code = v.layout_code(layout)
     shape, (n, c, _, _) = _input_shape(input_shape, layout)
-    gy = _grad_out(grad_out, None, None)
-    v.require_4d(gy, "grad_out", layout)
+    gy = _pooled_grad_out(grad_out, n, c, layout)
     idx = v.as_array(indices, "indices", (np.dtype(np.int64),))
     if idx.shape != gy.shape:
         raise ValueError(f"indices: expected grad_out's shape {gy.shape}, got {idx.shape}")
-    _, gc, _, _ = v.require_4d(gy, "grad_out", layout)
-    if gy.shape[0] != n or gc != c:
-        raise ValueError(
-            f"grad_out: batch and channels ({gy.shape[0]}, {gc}) do not match input_shape's ({n}, {c})"
-        )
     grad_x = np.empty(shape, dtype=gy.dtype)
     if grad_x.size == 0:
         return grad_x
@@ -220,12 +225,7 @@ def adaptive_avg_pool2d_backward(
     """Gradient of :func:`convpool.adaptive_avg_pool2d` (the output size is grad_out's)."""
     code = v.layout_code(layout)
     shape, (n, c, _, _) = _input_shape(input_shape, layout)
-    gy = _grad_out(grad_out, None, None)
-    _, gc, _, _ = v.require_4d(gy, "grad_out", layout)
-    if gy.shape[0] != n or gc != c:
-        raise ValueError(
-            f"grad_out: batch and channels ({gy.shape[0]}, {gc}) do not match input_shape's ({n}, {c})"
-        )
+    gy = _pooled_grad_out(grad_out, n, c, layout)
     grad_x = np.empty(shape, dtype=gy.dtype)
     if grad_x.size == 0:
         return grad_x
