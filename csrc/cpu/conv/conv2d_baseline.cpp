@@ -6,5 +6,9 @@
 
 #include "convpool/kernel_types.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define CONVPOOL_TARGET baseline
 #include "conv/conv2d_direct.inc"

@@ -8,5 +8,9 @@
 
 #include "convpool/kernel_types.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define CONVPOOL_TARGET avx2
 #include "pool/pool2d_window.inc"

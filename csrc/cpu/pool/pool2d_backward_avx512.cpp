@@ -6,5 +6,9 @@
 
 #include "convpool/kernel_types.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define CONVPOOL_TARGET avx512
 #include "pool/pool2d_backward.inc"

@@ -8,5 +8,9 @@
 
 #include "convpool/kernel_types.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define CONVPOOL_TARGET baseline
 #include "pool/pool2d_window.inc"

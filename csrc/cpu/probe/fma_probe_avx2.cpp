@@ -5,5 +5,9 @@
 
 #include "convpool/kernel_types.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define CONVPOOL_TARGET avx2
 #include "probe/fma_probe.inc"
