@@ -8,8 +8,10 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "convpool/dispatch.hpp"
 #include "convpool/kernel_types.hpp"
 
 namespace convpool::bindings {
@@ -79,6 +81,29 @@ inline Dims dims_of(const py::array& x, Layout layout) {
 inline std::vector<int64_t> shape_in_layout(Layout layout, int64_t n, int64_t c, int64_t h, int64_t w) {
   if (layout == Layout::NHWC) return {n, h, w, c};
   return {n, c, h, w};
+}
+
+// The active kernels for float or double.
+template <class T>
+const FloatKernels<T>& float_kernels() {
+  if constexpr (std::is_same_v<T, float>) {
+    return active_kernels().f32;
+  } else {
+    return active_kernels().f64;
+  }
+}
+
+// Calls fn(T{}) for T = float or double by the dtype of `a`; TypeError otherwise.
+template <class Fn>
+void with_float_type(const py::array& a, const char* name, Fn&& fn) {
+  if (a.dtype().is(py::dtype::of<float>())) {
+    fn(float{});
+  } else if (a.dtype().is(py::dtype::of<double>())) {
+    fn(double{});
+  } else {
+    throw py::type_error(std::string(name) + ": expected dtype float32 or float64, got " +
+                         std::string(py::str(a.dtype())));
+  }
 }
 
 }  // namespace convpool::bindings

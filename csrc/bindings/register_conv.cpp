@@ -55,28 +55,6 @@ std::vector<int64_t> output_shape(const Conv2dProblem& p) {
   return shape_in_layout(p.layout, p.batch, p.out_channels, p.out_h, p.out_w);
 }
 
-template <class T>
-const FloatKernels<T>& kernels_for() {
-  if constexpr (std::is_same_v<T, float>) {
-    return active_kernels().f32;
-  } else {
-    return active_kernels().f64;
-  }
-}
-
-// Calls fn.template operator()<T>() for T = float or double, by the dtype of `x`.
-template <class Fn>
-void with_float_type(const py::array& x, const char* name, Fn&& fn) {
-  if (x.dtype().is(py::dtype::of<float>())) {
-    fn(float{});
-  } else if (x.dtype().is(py::dtype::of<double>())) {
-    fn(double{});
-  } else {
-    throw py::type_error(std::string(name) + ": expected dtype float32 or float64, got " +
-                         std::string(py::str(x.dtype())));
-  }
-}
-
 void conv2d(const py::array& x, const py::array& weight, const std::optional<py::array>& bias, py::array& out,
             Pair stride, Pads padding, Pair dilation, int64_t groups, int layout_code, int num_threads) {
   const Layout layout = parse_layout(layout_code);
@@ -91,7 +69,7 @@ void conv2d(const py::array& x, const py::array& weight, const std::optional<py:
       require_shape(*bias, "bias", {p.out_channels});
     }
     T* y_data = output_data<T>(out, "out", output_shape(p));
-    const Conv2dFn<T> kernel = kernels_for<T>().conv2d;
+    const Conv2dFn<T> kernel = float_kernels<T>().conv2d;
     py::gil_scoped_release release;
     kernel(p, x_data, w_data, b_data, y_data, num_threads);
   });
@@ -108,7 +86,7 @@ void conv2d_backward_input(const py::array& grad_y, const py::array& weight, py:
     require_shape(grad_y, "grad_out", output_shape(p));
     const T* w_data = input_data<T>(weight, "weight");
     T* gx = output_data<T>(grad_x, "grad_x", shape_of(grad_x));
-    const Conv2dBackwardInputFn<T> kernel = kernels_for<T>().conv2d_backward_input;
+    const Conv2dBackwardInputFn<T> kernel = float_kernels<T>().conv2d_backward_input;
     py::gil_scoped_release release;
     kernel(p, gy, w_data, gx, num_threads);
   });
@@ -126,7 +104,7 @@ void conv2d_backward_weight(const py::array& grad_y, const py::array& x, py::arr
     const T* x_data = input_data<T>(x, "x");
     T* gw = output_data<T>(grad_w, "grad_weight", shape_of(grad_w));
     T* gb = grad_b ? output_data<T>(*grad_b, "grad_bias", {p.out_channels}) : nullptr;
-    const Conv2dBackwardWeightFn<T> kernel = kernels_for<T>().conv2d_backward_weight;
+    const Conv2dBackwardWeightFn<T> kernel = float_kernels<T>().conv2d_backward_weight;
     py::gil_scoped_release release;
     kernel(p, gy, x_data, gw, gb, num_threads);
   });
@@ -146,7 +124,7 @@ std::pair<py::array, std::string> conv2d_pack(const py::array& weight, int64_t g
   py::array packed;
   with_float_type(weight, "weight", [&](auto zero) {
     using T = decltype(zero);
-    const FloatKernels<T>& k = kernels_for<T>();
+    const FloatKernels<T>& k = float_kernels<T>();
     const T* w = input_data<T>(weight, "weight");
     py::array_t<T> out(static_cast<py::ssize_t>(k.conv2d_packed_size(p)));
     T* dst = out.mutable_data();
@@ -171,7 +149,7 @@ void conv2d_prepacked(const py::array& x, const py::array& packed, const std::st
   const Conv2dProblem p = conv_problem(dims_of(x, layout), ws, stride, padding, dilation, groups, layout);
   with_float_type(x, "x", [&](auto zero) {
     using T = decltype(zero);
-    const FloatKernels<T>& k = kernels_for<T>();
+    const FloatKernels<T>& k = float_kernels<T>();
     const T* x_data = input_data<T>(x, "x");
     const T* w_data = input_data<T>(packed, "weight");
     if (packed.ndim() != 1 || packed.shape(0) != k.conv2d_packed_size(p)) {

@@ -72,10 +72,7 @@ void run_sum(const PoolCall& c, const Pool2dProblem& p, const std::vector<int64_
   if (c.indices) throw py::value_error("indices: only max pooling returns indices");
   const T* x_data = input_data<T>(c.x, "x");
   T* y_data = output_data<T>(c.out, "out", out_shape);
-  const FloatKernels<T>& k = [] () -> const FloatKernels<T>& {
-    if constexpr (std::is_same_v<T, float>) return active_kernels().f32;
-    else return active_kernels().f64;
-  }();
+  const FloatKernels<T>& k = float_kernels<T>();
   const SumPool2dFn<T> kernel = c.reduction == Reduction::avg ? k.avg_pool2d : k.lp_pool2d;
   py::gil_scoped_release release;
   kernel(p, x_data, y_data, c.options, c.num_threads);
@@ -175,27 +172,6 @@ void adaptive_pool2d(const std::string& reduction, const py::array& x, py::array
   dispatch({r, x, out, indices, make_options(false, 0, 2.0), num_threads}, pool_problem(d, rows, cols, layout));
 }
 
-template <class T>
-const FloatKernels<T>& float_kernels() {
-  if constexpr (std::is_same_v<T, float>) {
-    return active_kernels().f32;
-  } else {
-    return active_kernels().f64;
-  }
-}
-
-template <class Fn>
-void with_float_type(const py::array& a, const char* name, Fn&& fn) {
-  if (a.dtype().is(py::dtype::of<float>())) {
-    fn(float{});
-  } else if (a.dtype().is(py::dtype::of<double>())) {
-    fn(double{});
-  } else {
-    throw py::type_error(std::string(name) + ": expected dtype float32 or float64, got " +
-                         std::string(py::str(a.dtype())));
-  }
-}
-
 void max_pool2d_backward(const py::array& grad_y, const py::array& indices, py::array& grad_x, int layout_code,
                          int num_threads) {
   const Layout layout = parse_layout(layout_code);
@@ -236,12 +212,11 @@ void max_pool2d_backward(const py::array& grad_y, const py::array& indices, py::
 }
 
 void run_sum_backward(Reduction reduction, const Pool2dProblem& p, const PoolAxisTable& rows,
-                      const PoolAxisTable& cols, const py::array& grad_y, const std::optional<py::array>& x,
+                      const py::array& grad_y, const std::optional<py::array>& x,
                       const std::optional<py::array>& y, py::array& grad_x, const PoolOptions& options,
                       int num_threads) {
   const auto out_shape = shape_in_layout(p.layout, p.batch, p.channels, p.rows.out_size, p.cols.out_size);
   const PoolAxisInverseTable row_inv = invert_axis(rows);
-  const PoolAxisInverseTable col_inv = invert_axis(cols);
   if (reduction == Reduction::lp && (!x || !y)) throw py::value_error("lp pooling backward needs x and y");
   with_float_type(grad_y, "grad_out", [&](auto zero) {
     using T = decltype(zero);
@@ -258,9 +233,9 @@ void run_sum_backward(Reduction reduction, const Pool2dProblem& p, const PoolAxi
     T* gx = output_data<T>(grad_x, "grad_x", shape_of(grad_x));
     const SumPool2dBackwardFn<T> kernel = reduction == Reduction::lp ? float_kernels<T>().lp_pool2d_backward
                                                                      : float_kernels<T>().avg_pool2d_backward;
-    const PoolAxisInverse ri = row_inv.view(), ci = col_inv.view();
+    const PoolAxisInverse ri = row_inv.view();
     py::gil_scoped_release release;
-    kernel(p, ri, ci, gy, x_data, y_data, gx, options, num_threads);
+    kernel(p, ri, gy, x_data, y_data, gx, options, num_threads);
   });
 }
 
@@ -274,7 +249,7 @@ void pool2d_backward(const std::string& reduction, const py::array& grad_y, std:
   const Layout layout = parse_layout(layout_code);
   const Dims d = dims_of(grad_x, layout);
   const WindowAxes axes = window_axes(d, kernel, stride, padding, dilation, ceil_mode);
-  run_sum_backward(r, pool_problem(d, axes.rows, axes.cols, layout), axes.rows, axes.cols, grad_y, x, y, grad_x,
+  run_sum_backward(r, pool_problem(d, axes.rows, axes.cols, layout), axes.rows, grad_y, x, y, grad_x,
                    make_options(count_include_pad, divisor_override, norm_type), num_threads);
 }
 
@@ -284,7 +259,7 @@ void adaptive_avg_pool2d_backward(const py::array& grad_y, py::array& grad_x, in
   const Dims out = dims_of(grad_y, layout);
   const PoolAxisTable rows = make_adaptive_axis(d.h, out.h);
   const PoolAxisTable cols = make_adaptive_axis(d.w, out.w);
-  run_sum_backward(Reduction::avg, pool_problem(d, rows, cols, layout), rows, cols, grad_y, std::nullopt,
+  run_sum_backward(Reduction::avg, pool_problem(d, rows, cols, layout), rows, grad_y, std::nullopt,
                    std::nullopt, grad_x, make_options(false, 0, 2.0), num_threads);
 }
 

@@ -74,8 +74,7 @@ using SumPool2dFn = void (*)(const Pool2dProblem& problem, const T* x, T* y,
 
 // The outputs whose windows contain each input index along one axis, in CSR form:
 // for input i they are outputs[offsets[i]] .. outputs[offsets[i + 1] - 1], ascending.
-// Lets backward passes gather (each input gradient written by one thread) instead
-// of scattering with atomics.
+// Lets a backward pass visit, for each input row, only the output rows that use it.
 struct PoolAxisInverse {
   const int64_t* offsets = nullptr;
   const int64_t* outputs = nullptr;
@@ -97,12 +96,12 @@ template <class T>
 using MaxPool2dBackwardFn = void (*)(const Pool2dProblem& problem, const T* grad_y,
                                      const int64_t* indices, T* grad_x, int num_threads);
 
-// Average or Lp pooling backward. x and y (the forward input and output) are read
-// by Lp pooling only and may be null for average pooling.
+// Average or Lp pooling backward. rows lists, for each input row, the output rows
+// whose windows hold it. x and y (the forward input and output) are read by Lp
+// pooling only and may be null for average pooling.
 template <class T>
-using SumPool2dBackwardFn = void (*)(const Pool2dProblem& problem, const PoolAxisInverse& rows,
-                                     const PoolAxisInverse& cols, const T* grad_y, const T* x,
-                                     const T* y, T* grad_x, const PoolOptions& options,
+using SumPool2dBackwardFn = void (*)(const Pool2dProblem& problem, const PoolAxisInverse& rows, const T* grad_y,
+                                     const T* x, const T* y, T* grad_x, const PoolOptions& options,
                                      int num_threads);
 
 // Packed weights for repeated convolutions: their size in elements, the packing,
