@@ -375,8 +375,6 @@ def avg_pool2d(
     """
     x = _check_x(x, _FLOAT_DTYPES, "avg_pool2d")
     oh, ow = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
-    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
-    (pt, pb), (pl, pr) = padding
     N, C, H, W = x.shape
 
     total = np.zeros((N, C, oh, ow), dtype=np.float64)
@@ -384,19 +382,9 @@ def avg_pool2d(
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf -> NaN, silently
             total += np.where(valid, values.astype(np.float64), 0.0)
 
-    if divisor_override is not None:
-        divisor = np.full((oh, ow), float(divisor_override))
-    else:
-        # Per-axis tap counts: the 2-D count is their product.
-        row_count = np.zeros(oh, dtype=np.int64)
-        col_count = np.zeros(ow, dtype=np.int64)
-        for i in range(kh):
-            _, rvalid, rpad = _window_taps(H, oh, sh, dh, pt, pb, i)
-            row_count += rpad if count_include_pad else rvalid
-        for j in range(kw):
-            _, cvalid, cpad = _window_taps(W, ow, sw, dw, pl, pr, j)
-            col_count += cpad if count_include_pad else cvalid
-        divisor = (row_count[:, None] * col_count[None, :]).astype(np.float64)
+    divisor = _avg_divisor(
+        (H, W), (oh, ow), kernel_size, stride, padding, dilation, count_include_pad, divisor_override
+    )
     divisor = np.broadcast_to(divisor, total.shape)
     out = np.zeros_like(total)
     np.divide(total, divisor, out=out, where=divisor != 0)
@@ -644,7 +632,9 @@ def _avg_divisor(
     count_include_pad: bool,
     divisor_override: Optional[int],
 ) -> np.ndarray:
-    """The ``(oh, ow)`` divisors of :func:`avg_pool2d` (same rules)."""
+    """The ``(oh, ow)`` divisors of :func:`avg_pool2d`: ``divisor_override``, else the
+    product of the per-axis tap counts (inside the padded extent with
+    ``count_include_pad``, inside the input without it)."""
     if divisor_override is not None:
         return np.full(out_hw, float(divisor_override))
     counts = []
