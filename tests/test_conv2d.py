@@ -189,7 +189,20 @@ def test_conv2d_widths_and_channels(isa, layout, dtype, width):
                            stride=(1, 1), dilation=(1, 1), padding=0), seed=width)
 
 
-# ----------------------------------------------------------------------------- input forms
+# Output widths around the dense kernel's register tiles (14 and 12 pixels on
+# AVX-512, 6 on AVX2 and SSE) and their half and quarter tails.
+TILE_WIDTHS = (1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 23, 24, 25, 26, 27, 28, 29, 41, 42, 43)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("out_w", TILE_WIDTHS)
+@pytest.mark.parametrize("k", (9, 33))
+def test_conv2d_tile_widths(isa, layout, out_w, k):
+    """Every output column of every tile width, with padding and stride 2 at the row ends."""
+    stride, kernel, pad = 2, 3, (1, 2)
+    w = max((out_w - 1) * stride + kernel - sum(pad), 1)  # out_w 1: one column, padded
+    check_conv(simple_case(layout, np.float64, c=3, k=k, w=w, h=5, kernel=(2, kernel), stride=(1, stride),
+                           dilation=(1, 1), padding=((0, 1), pad)), seed=out_w)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
