@@ -261,3 +261,79 @@ def test_small_calls_grain_is_settable():
         assert _core.min_parallel_work() == 0
     finally:
         _core.set_min_parallel_work(saved)
+
+
+# ----------------------------------------------------------------------------- denormals
+
+
+@pytest.fixture
+def restore_flush_denormal():
+    saved = convpool.get_flush_denormal()
+    yield
+    convpool.set_flush_denormal(saved)
+
+
+def test_flush_denormal_is_on_by_default_and_settable(restore_flush_denormal):
+    assert run_python("import convpool; print(convpool.get_flush_denormal())").stdout.strip() == "True"
+    convpool.set_flush_denormal(False)
+    assert convpool.get_flush_denormal() is False
+    convpool.set_flush_denormal(np.bool_(True))
+    assert convpool.get_flush_denormal() is True
+
+
+@pytest.mark.parametrize("mode", [1, None, "yes"])
+def test_flush_denormal_rejects_non_bool(mode, restore_flush_denormal):
+    with pytest.raises(TypeError, match="mode"):
+        convpool.set_flush_denormal(mode)
+
+
+def _tiny_conv_case(dtype):
+    """Inputs and weights whose every product is subnormal (2**-140 in float32,
+    2**-1040 in float64) while both factors are normal."""
+    e = -70 if dtype == np.float32 else -520
+    rng = np.random.default_rng(0)
+    x = (rng.choice([-1.0, 1.0], size=(2, 5, 9, 17)) * 2.0**e).astype(dtype)
+    w = (rng.choice([-1.0, 1.0], size=(33, 5, 3, 3)) * 2.0**e).astype(dtype)
+    return x, w
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+def test_conv_flushes_subnormal_results(isa, layout, dtype, restore_flush_denormal):
+    x, w = _tiny_conv_case(dtype)
+    xl = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    want = convpool.reference.conv2d(x, w, padding=((1, 1), (1, 1)))
+    tiny = np.finfo(dtype).tiny
+    assert np.any((want != 0) & (np.abs(want) < tiny))  # the case does produce subnormals
+
+    convpool.set_flush_denormal(True)
+    got = convpool.conv2d(xl, w, padding=1, layout=layout)
+    assert np.all(got == 0)
+
+    convpool.set_flush_denormal(False)
+    got = convpool.conv2d(xl, w, padding=1, layout=layout)
+    if layout == "NHWC":
+        got = got.transpose(0, 3, 1, 2)
+    # Every product is an exact power of two and the sums are exact (no rounding in
+    # the subnormal range is needed): gradual underflow gives the reference exactly.
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+def test_conv_reads_subnormal_inputs_as_zero(isa, dtype, restore_flush_denormal):
+    sub = np.finfo(dtype).tiny / 4  # subnormal input; times 2**20 it is a normal result
+    x = np.full((1, 3, 4, 4), sub, dtype=dtype)
+    w = np.full((20, 3, 1, 1), 2.0**20, dtype=dtype)
+    convpool.set_flush_denormal(True)
+    assert np.all(convpool.conv2d(x, w) == 0)
+    convpool.set_flush_denormal(False)
+    np.testing.assert_array_equal(convpool.conv2d(x, w), np.full((1, 20, 4, 4), 3 * sub * 2.0**20, dtype=dtype))
+
+
+def test_flush_leaves_the_callers_environment(isa, restore_flush_denormal):
+    convpool.set_flush_denormal(True)
+    with convpool.threads(1):  # the kernel runs on this very thread
+        x, w = _tiny_conv_case(np.float32)
+        convpool.conv2d(x, w, padding=1)
+    a = np.array([2.0**-70], dtype=np.float32)
+    assert (a * a)[0] == np.float32(2.0**-140)  # NumPy still sees gradual underflow

@@ -42,6 +42,10 @@ void register_runtime(py::module_& m) {
   m.def(
       "set_min_parallel_work", [](int64_t work) { set_min_parallel_work(work); }, py::arg("work"),
       "Set the threading grain (0: always use every requested thread; for tests).");
+  m.def("flush_denormals", &flush_denormals, "Whether computing kernels flush denormals to zero (FTZ/DAZ).");
+  m.def(
+      "set_flush_denormals", [](bool flush) { set_flush_denormals(flush); }, py::arg("flush"),
+      "Turn the kernels' denormal flushing on or off (process-wide).");
   m.def(
       "fma_probe",
       [](int64_t iterations, int num_threads) {

@@ -1,4 +1,4 @@
-// Scratch allocation and the threading grain for kernels. Lives in a baseline
+// Scratch allocation, the threading grain and the denormal mode for kernels. Lives in a baseline
 // translation unit so that no ISA-specific copy of a library template can be
 // picked by the linker.
 #include <atomic>
@@ -20,7 +20,12 @@ namespace {
 // About 10-30 microseconds of kernel work: below that, waking a second thread
 // costs more than it saves.
 std::atomic<int64_t> g_min_parallel_work{int64_t{1} << 15};
+std::atomic<bool> g_flush_denormals{true};
 }  // namespace
+
+bool flush_denormals() noexcept { return g_flush_denormals.load(std::memory_order_relaxed); }
+
+void set_flush_denormals(bool flush) noexcept { g_flush_denormals.store(flush, std::memory_order_relaxed); }
 
 int64_t min_parallel_work() noexcept { return g_min_parallel_work.load(std::memory_order_relaxed); }
 

@@ -31,7 +31,15 @@ from .backward import (  # noqa: E402
     lp_pool2d_backward,
     max_pool2d_backward,
 )
-from ._config import get_num_threads, has_cuda, set_num_threads, show_config, threads  # noqa: E402
+from ._config import (  # noqa: E402
+    get_flush_denormal,
+    get_num_threads,
+    has_cuda,
+    set_flush_denormal,
+    set_num_threads,
+    show_config,
+    threads,
+)
 from .functional import (  # noqa: E402
     PackedWeight,
     adaptive_avg_pool2d,
@@ -70,6 +78,8 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
     "threads",
+    "get_flush_denormal",
+    "set_flush_denormal",
     "show_config",
     "has_cuda",
     "layers",

@@ -8,10 +8,20 @@ import os
 import platform
 from typing import Iterator, Optional
 
+import numpy as np
+
 from . import _core
 from ._validation import MAX_THREADS, check_int
 
-__all__ = ["get_num_threads", "set_num_threads", "threads", "show_config", "has_cuda"]
+__all__ = [
+    "get_num_threads",
+    "set_num_threads",
+    "threads",
+    "get_flush_denormal",
+    "set_flush_denormal",
+    "show_config",
+    "has_cuda",
+]
 
 # A CUDA backend is a separate extension module, built only when nvcc is found.
 try:
@@ -67,6 +77,26 @@ def threads(n: int) -> Iterator[None]:
         _scoped_threads.reset(token)
 
 
+def set_flush_denormal(mode: bool) -> None:
+    """Flush denormal numbers to zero in convpool's computing kernels (on by default).
+
+    With ``mode=True`` convolutions and their backward passes run with the x86 FTZ
+    and DAZ modes: a result below the smallest normal number (about 1.2e-38 in
+    float32, 2.2e-308 in float64) becomes zero, and such inputs count as zero. ``False`` keeps IEEE gradual underflow, as NumPy and PyTorch's default
+    do. The mode is set per worker thread for the duration of a call only; the
+    caller's floating-point environment is never changed. Process-wide, like
+    ``torch.set_flush_denormal``. On CPUs other than x86 it has no effect.
+    """
+    if not isinstance(mode, (bool, np.bool_)):
+        raise TypeError(f"mode: expected a bool, got {type(mode).__name__}")
+    _core.set_flush_denormals(bool(mode))
+
+
+def get_flush_denormal() -> bool:
+    """Whether convpool's computing kernels flush denormals to zero (see ``set_flush_denormal``)."""
+    return bool(_core.flush_denormals())
+
+
 def _apply_isa_request() -> None:
     """Honour ``CONVPOOL_ISA`` (a lower SIMD level), rejecting unknown names loudly."""
     requested = os.environ.get("CONVPOOL_ISA")
@@ -91,6 +121,7 @@ def show_config() -> None:
         f"  CONVPOOL_ISA:    {os.environ.get('CONVPOOL_ISA', '(not set)')}",
         f"  OpenMP:          {'yes' if _core.openmp else 'no (single-threaded build)'}",
         f"  threads:         {get_num_threads()}",
+        f"  flush denormals: {'yes' if get_flush_denormal() else 'no'}",
         f"  CUDA backend:    {'yes' if has_cuda else 'no (not built)'}",
     ]
     print("\n".join(lines))

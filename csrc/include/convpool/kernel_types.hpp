@@ -153,6 +153,12 @@ struct KernelTable {
 int64_t min_parallel_work() noexcept;
 void set_min_parallel_work(int64_t work) noexcept;
 
+// Whether the convolution kernels (forward and backward) flush denormal results to zero and read denormal inputs as zero (x86
+// MXCSR FTZ and DAZ, set per thread for the kernel's work and then restored).
+// On by default. Defined in csrc/cpu/memory.cpp.
+bool flush_denormals() noexcept;
+void set_flush_denormals(bool flush) noexcept;
+
 // Scratch memory for kernels, allocated by a baseline-compiled translation unit
 // (csrc/cpu/memory.cpp). 64-byte aligned; nullptr on failure.
 void* aligned_alloc_bytes(int64_t bytes) noexcept;
