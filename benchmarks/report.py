@@ -30,8 +30,9 @@ CONV_NCHW_GEOMEAN, DEPTHWISE_NCHW = 1.5, 3.0
 DENSE3X3_PEAK_PCT = 75.0
 POOL_VS_NCHW, POOL_VS_CL, POOL_BW_PCT = 5.0, 1.2, 70.0
 SCALING_2T = 1.7
-# Assumed size of one thread's working tile for the memory target; the kernels
-# document no number yet, so this is the benchmark's budget (L2-sized).
+# Budget for one thread's working tile in the memory target (L2-sized). The dense
+# conv kernel's tile is KH staged input rows of (padded width x C) values plus one
+# register tile spill, e.g. 3 x 114 x 128 x 4 B = 175 KiB for VGG 128 ch @112.
 TILE_BYTES_PER_THREAD = 2 * 2**20
 
 
