@@ -182,6 +182,12 @@ def geomean_target(title: str, rows: Sequence[Row], goal: float, floor: Optional
         oks.append(g >= goal)
         verdict.lines.append(f"{threads} thread(s), {len(group)} workloads: geomean {g:.2f}, "
                              f"{shortfall(g, goal)}; worst {worst['workload']} {worst['ratio']:.2f}")
+        # What any kernel could reach: convpool's time scaled to 100% of the FMA peak.
+        at_peak = [r["ratio"] * 100.0 / r["pct_peak"] for r in group if r.get("pct_peak")]
+        if len(at_peak) == len(group) and g < goal:
+            verdict.lines.append(f"{threads} thread(s): at 100% of the measured FMA peak on every workload "
+                                 f"the geomean would be {geomean(at_peak):.2f} (a bound no kernel reaches: "
+                                 "thin and depthwise layers are limited by memory first)")
         if floor:
             below = [r for r in group if r["ratio"] < floor]
             oks.append(not below)
