@@ -44,6 +44,11 @@ def layout_code(layout: Any) -> int:
 
 def as_array(value: Any, name: str, dtypes: Sequence[np.dtype]) -> np.ndarray:
     """``value`` as an ndarray of one of ``dtypes`` (native byte order), never cast."""
+    if type(value) is np.ndarray:  # the common case: an array of a canonical dtype
+        dtype = value.dtype
+        for d in dtypes:
+            if dtype is d:
+                return value
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     if arr.dtype not in dtypes and arr.dtype.newbyteorder("=") in dtypes:
         # Non-native byte order: convert to the machine's order (a copy).
@@ -82,6 +87,8 @@ def check_bool(value: Any, name: str) -> bool:
 
 
 def check_int(value: Any, name: str, minimum: int) -> int:
+    if type(value) is int and minimum <= value <= MAX_EXTENT:  # the common case
+        return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an int, got {value!r}")
     try:
@@ -97,6 +104,9 @@ def check_int(value: Any, name: str, minimum: int) -> int:
 
 def check_pair(value: Any, name: str, minimum: int = 1) -> Pair:
     """An int or a pair of ints, as (h, w)."""
+    if type(value) is int:
+        v = check_int(value, name, minimum)
+        return (v, v)
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name}: expected an int or a pair (h, w), got {value!r}")
@@ -115,6 +125,8 @@ def resolve_padding(
     dilation: Pair,
 ) -> Padding2d:
     """((top, bottom), (left, right)) for every accepted form of ``padding``."""
+    if type(padding) is int and 0 <= padding <= MAX_EXTENT:  # the common case
+        return ((padding, padding), (padding, padding))
     expected = (
         "expected an int, (ph, pw), ((top, bottom), (left, right)), "
         "'valid', 'same' or 'same_lower'"
