@@ -162,9 +162,10 @@ def test_conv2d_matches_reference(isa, case, seed):
 @examples(0.4)
 @given(case=st.data(), seed=seeds)
 def test_conv2d_depthwise(isa, layout, case, seed):
-    """groups == C with channel multiplier 1 and 2 (the narrow register-tile paths)."""
+    """groups == C with channel multipliers 1 (depthwise), 2 to 8 (one depthwise pass
+    per filter of a channel) and 9 (the dense kernel's narrow tiles)."""
     c = case.draw(st.sampled_from(SIMD_SIZES), label="channels")
-    mult = case.draw(st.sampled_from((1, 2)), label="multiplier")
+    mult = case.draw(st.sampled_from((1, 2, 3, 8, 9)), label="multiplier")
     s = case.draw(st.integers(1, 2), label="stride")
     dtype = case.draw(st.sampled_from(FLOAT_DTYPES), label="dtype")
     bias = case.draw(st.booleans(), label="bias")
