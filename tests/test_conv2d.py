@@ -175,6 +175,87 @@ def test_conv2d_depthwise(isa, layout, case, seed):
     )
 
 
+# Output widths around the depthwise kernels' edges: SIMD widths (4/8/16 lanes), NCHW
+# register tiles of 8 vectors (32/64/128 outputs) and their half and quarter tiles.
+DEPTHWISE_OUT_WIDTHS = (1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129)
+
+
+def depthwise_case(layout, dtype, c, out_w, kernel, stride, dilation, padding, h=7, bias=True):
+    """A depthwise case whose output is out_w wide (padding given per side)."""
+    (pt, pb), (pl, pr) = padding
+    w = (out_w - 1) * stride[1] + (kernel[1] - 1) * dilation[1] + 1 - pl - pr
+    return simple_case(layout, dtype, n=2, c=c, k=c, groups=c, h=h, w=max(w, 1), kernel=kernel, stride=stride,
+                       dilation=dilation, padding=padding, bias=bias)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_conv2d_depthwise_3x3_widths(isa, layout, dtype, stride):
+    """The unrolled 3x3 kernels at every output width around a vector or tile edge,
+    padding 1 (the MobileNet case), channels around the vector widths."""
+    for i, out_w in enumerate(DEPTHWISE_OUT_WIDTHS):
+        c = SIMD_SIZES[i % len(SIMD_SIZES)]
+        case = depthwise_case(layout, dtype, c, out_w, (3, 3), (stride, stride), (1, 1), ((1, 1), (1, 1)))
+        if case.w < 1 or output_hw((case.h, case.w), case.kernel, case.stride, case.dilation, case.pads) is None:
+            continue
+        check_conv(case, seed=out_w)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@examples(0.5)
+@given(
+    out_w=st.sampled_from(DEPTHWISE_OUT_WIDTHS),
+    c=st.sampled_from(SIMD_SIZES + (96, 100)),
+    kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding=st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)), st.tuples(st.integers(0, 3), st.integers(0, 3))),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    bias=st.booleans(),
+    seed=seeds,
+)
+def test_conv2d_depthwise_shapes(isa, layout, out_w, c, kernel, stride, dilation, padding, dtype, bias, seed):
+    """Any kernel size (3x3 unrolled, others generic), stride, dilation and padding on
+    each side, wide rows and channel counts that are not a multiple of the vector width."""
+    case = depthwise_case(layout, dtype, c, out_w, kernel, stride, dilation, padding, h=5, bias=bias)
+    assume(output_hw((case.h, case.w), case.kernel, case.stride, case.dilation, case.pads) is not None)
+    check_conv(case, seed)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_depthwise_mobilenet_shape(isa, layout, threads):
+    """dw3x3s2 with 96 channels (the benchmark layer, smaller image), 1 and 2 threads."""
+    case = depthwise_case(layout, np.float32, 96, 28, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 0)), h=56)
+    with convpool.threads(threads):
+        check_conv(case, seed=threads)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("stride", [(2, 2), (3, 2), (2, 3)])
+def test_conv2d_depthwise_strided_output(isa, layout, dtype, stride):
+    """The input gradient runs the forward depthwise kernel once per stride phase and
+    writes it through strides (NCHW: every stride_w-th column; NHWC: pixels
+    stride_w * C apart): wide rows, borders and channels around the vector widths."""
+    for c in (1, 17, 33):
+        for w in (16, 33, 64, 97):
+            x_shape = (2, c, 6, w)
+            rng = np.random.default_rng(c + w)
+            x = random_array(rng, x_shape, dtype)
+            weight = random_array(rng, (c, 1, 3, 3), dtype)
+            args = dict(stride=stride, padding=1, groups=c)
+            y = ref.conv2d(x, weight, None, stride, ((1, 1), (1, 1)), (1, 1), c)
+            gy = random_array(rng, y.shape, dtype)
+            gx, _, _ = convpool.conv2d_backward(to_layout(gy, layout), to_layout(x, layout), weight, layout=layout,
+                                                weight_grad=False, bias_grad=False, **args)
+            want, _, _ = ref.conv2d_backward(gy, x, weight, stride, ((1, 1), (1, 1)), (1, 1), c)
+            f64 = lambda a: np.abs(a).astype(np.float64)  # noqa: E731
+            magnitude, _, _ = ref.conv2d_backward(f64(gy), f64(x), f64(weight), stride, ((1, 1), (1, 1)), (1, 1), c)
+            assert_within(from_layout(gx, layout), want, reduction_atol(np.dtype(dtype), 9, magnitude))
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("padding", ["valid", "same", "same_lower", 0, 2, (1, 0), ((0, 3), (2, 1))])
 def test_conv2d_padding_forms(isa, layout, padding):
