@@ -287,31 +287,33 @@ def test_flush_denormal_rejects_non_bool(mode, restore_flush_denormal):
         convpool.set_flush_denormal(mode)
 
 
-def _tiny_conv_case(dtype):
+def _tiny_conv_case(dtype, groups=1):
     """Inputs and weights whose every product is subnormal (2**-140 in float32,
     2**-1040 in float64) while both factors are normal."""
     e = -70 if dtype == np.float32 else -520
     rng = np.random.default_rng(0)
     x = (rng.choice([-1.0, 1.0], size=(2, 5, 9, 17)) * 2.0**e).astype(dtype)
-    w = (rng.choice([-1.0, 1.0], size=(33, 5, 3, 3)) * 2.0**e).astype(dtype)
+    k = 33 if groups == 1 else 5
+    w = (rng.choice([-1.0, 1.0], size=(k, 5 // groups, 3, 3)) * 2.0**e).astype(dtype)
     return x, w
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
-def test_conv_flushes_subnormal_results(isa, layout, dtype, restore_flush_denormal):
-    x, w = _tiny_conv_case(dtype)
+@pytest.mark.parametrize("groups", [1, 5], ids=["dense", "depthwise"])
+def test_conv_flushes_subnormal_results(isa, layout, dtype, groups, restore_flush_denormal):
+    x, w = _tiny_conv_case(dtype, groups)
     xl = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    want = convpool.reference.conv2d(x, w, padding=((1, 1), (1, 1)))
+    want = convpool.reference.conv2d(x, w, padding=((1, 1), (1, 1)), groups=groups)
     tiny = np.finfo(dtype).tiny
     assert np.any((want != 0) & (np.abs(want) < tiny))  # the case does produce subnormals
 
     convpool.set_flush_denormal(True)
-    got = convpool.conv2d(xl, w, padding=1, layout=layout)
+    got = convpool.conv2d(xl, w, padding=1, groups=groups, layout=layout)
     assert np.all(got == 0)
 
     convpool.set_flush_denormal(False)
-    got = convpool.conv2d(xl, w, padding=1, layout=layout)
+    got = convpool.conv2d(xl, w, padding=1, groups=groups, layout=layout)
     if layout == "NHWC":
         got = got.transpose(0, 3, 1, 2)
     # Every product is an exact power of two and the sums are exact (no rounding in
