@@ -388,6 +388,66 @@ def test_avg_pool2d_tile_edges(isa, layout, dtype, width):
         check_avg(case, case.x(width), count_include_pad=False)
 
 
+# NHWC average pooling reads every input pixel in one sweep over its channels (vector
+# blocks, then a scalar tail), and stride-1 windows three columns wide slide along the
+# row reusing column sums; NCHW stride-1 rows reuse column sums too.
+AVG_SWEEP_CHANNELS = (1, 7, 8, 9, 16, 17, 33, 64, 65)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("channels", AVG_SWEEP_CHANNELS)
+def test_avg_pool2d_channel_sweeps(isa, layout, dtype, channels):
+    """Windows of 1, 2, 4, 6 and 9 taps over channel counts around every vector block."""
+    geometries = [((2, 2), (2, 2), 0), ((3, 3), (2, 2), 1), ((1, 1), (1, 1), 0), ((2, 3), (1, 2), (1, 0)),
+                  ((3, 2), (3, 1), ((0, 2), (1, 1)))]
+    for kernel, stride, pad in geometries:
+        for count_include_pad in (True, False):
+            case = simple_case(layout, dtype, n=2, c=channels, h=5, w=6, kernel=kernel, stride=stride,
+                               dilation=(1, 1), padding=pad, ceil_mode=True)
+            check_avg(case, case.x(channels), count_include_pad=count_include_pad)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("width", (1, 2, 3, 8, 9, 17, 18, 34))
+@pytest.mark.parametrize("kernel_h", (1, 3))
+def test_avg_pool2d_stride1_width3_windows(isa, layout, dtype, width, kernel_h):
+    """Stride-1 windows three columns wide: column paddings none, one side, both, up to
+    two (windows centred on the padding), rows of 1-4 taps, all divisor rules, and
+    widths around the vector blocks of the NCHW column sums."""
+    channels = 9 if layout == "NHWC" else 2
+    top = min(1, kernel_h - 1)
+    for left, right in ((0, 0), (1, 0), (1, 1), (2, 0), (0, 2)):
+        pad = ((top, kernel_h - 1 - top), (left, right))
+        case = simple_case(layout, dtype, n=1, c=channels, h=5, w=width, kernel=(kernel_h, 3), stride=(1, 1),
+                           dilation=(1, 1), padding=pad, ceil_mode=False)
+        if case.out_hw is None or min(case.out_hw) < 1:
+            continue
+        x = case.x(width + kernel_h)
+        check_avg(case, x, count_include_pad=True)
+        check_avg(case, x, count_include_pad=False)
+        check_avg(case, x, divisor_override=7)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kernel,stride,pad", [((2, 2), (2, 2), 0), ((3, 3), (1, 1), 1), ((3, 3), (2, 2), 1)])
+def test_avg_pool2d_float32_rounds_once(isa, layout, kernel, stride, pad):
+    """float32 averages are the float64 sum divided in float64 and rounded once. With
+    inputs on a coarse binary grid every sum is exact, so the result must be identical
+    to the reference's (summed and divided in float64), divisor 4 (a power of two,
+    applied as an exact multiplication) or 9."""
+    rng = np.random.default_rng(5)
+    x = (rng.integers(-4000, 4000, size=(2, 37, 11, 19)) / 64.0).astype(np.float32)
+    pads = normalise_padding(pad, (11, 19), kernel, stride, (1, 1))
+    for count_include_pad in (True, False):
+        got = convpool.avg_pool2d(to_layout(x, layout), kernel, stride, pad, count_include_pad=count_include_pad,
+                                  layout=layout)
+        want = ref.avg_pool2d(x.astype(F64), kernel, stride, pads, (1, 1), False,
+                              count_include_pad=count_include_pad).astype(np.float32)
+        assert_identical(from_layout(got, layout), want)
+
+
 def test_avg_pool2d_divisors_by_hand(isa):
     """3x3 window, stride 2, pad 1 on a 4x4 ones plane, ceil mode (output 3x3):
     sums are the valid-tap counts; divisors per the documented rules."""
