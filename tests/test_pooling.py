@@ -242,6 +242,39 @@ def test_max_pool2d_tile_edges(isa, layout, dtype, width):
         check_max(case, case.x(width, "full"))
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("channels", [63, 64, 65, 127, 128, 129, 143, 257])
+def test_max_pool2d_nhwc_wide_pixels(isa, dtype, channels):
+    """NHWC pixels of 512 bytes or more are reduced one tap sweep at a time (vector
+    blocks, then a scalar tail): NaN anywhere in a window wins, -inf is a value,
+    windows of 1, 4, 6 and 9 taps, padding and ceil mode."""
+    rng = np.random.default_rng(channels)
+    for kernel, stride, pad in [((2, 2), (2, 2), 0), ((3, 3), (2, 2), 1), ((1, 1), (1, 1), 0), ((3, 2), (1, 2), (1, 0))]:
+        case = simple_case("NHWC", dtype, n=2, c=channels, h=5, w=6, kernel=kernel, stride=stride,
+                           dilation=(1, 1), padding=pad, ceil_mode=True)
+        x = case.x(channels, "ties")
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 20)] = np.nan
+        flat[rng.integers(0, flat.size, 20)] = -np.inf
+        flat[rng.integers(0, flat.size, 20)] = np.inf
+        check_max(case, x)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("channels", [3, 129])
+def test_max_pool2d_signed_zero_ties_keep_first_tap(isa, layout, dtype, channels):
+    """-0.0 and +0.0 compare equal, so a window's result is its first zero, sign and all."""
+    x = np.zeros((1, channels, 4, 4), dtype=dtype)
+    x[:, :, 0::2, 0::2] = -0.0  # the first tap of every 2x2/s2 window
+    x[:, : channels // 2, 0, 0] = 0.0  # some windows start with +0.0 followed by -0.0 elsewhere
+    x[:, : channels // 2, 1, 1] = -0.0
+    got = from_layout(convpool.max_pool2d(to_layout(x, layout), 2, layout=layout), layout)
+    want = ref.max_pool2d(x, (2, 2), (2, 2), ((0, 0), (0, 0)))
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    assert np.array_equal(np.signbit(got), np.signbit(x[:, :, 0::2, 0::2]))
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)
 @pytest.mark.parametrize("channels", [63, 64, 65, 257])
