@@ -260,6 +260,28 @@ def test_max_pool2d_nhwc_wide_pixels(isa, dtype, channels):
         check_max(case, x)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("outputs", [1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129, 150])
+def test_max_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
+    """NCHW 2x2/s2 rows: vector blocks of pair maxima, chunks of up to 8 vectors per
+    row pass, an overlapping last block; odd widths, column padding and ceil mode
+    (the borders take the per-pixel path). NaN wins, infinities are values, and
+    +-0 ties keep the first tap's sign."""
+    rng = np.random.default_rng(outputs)
+    for width, pad, ceil_mode in [(2 * outputs, 0, False), (2 * outputs + 1, 0, True), (2 * outputs, (0, 1), False),
+                                  (2 * outputs + 1, ((0, 1), (1, 0)), True)]:
+        case = simple_case("NCHW", dtype, n=1, c=2, h=5, w=width, kernel=(2, 2), stride=(2, 2), dilation=(1, 1),
+                           padding=pad, ceil_mode=ceil_mode)
+        x = case.x(width, "ties")
+        flat = x.reshape(-1)
+        for value in (np.nan, -np.inf, np.inf, 0.0, -0.0):
+            flat[rng.integers(0, flat.size, 6)] = value
+        got, _ = check_max(case, x)
+        want = ref.max_pool2d(x, *case.ref_args())
+        numbers = ~np.isnan(want)
+        assert np.array_equal(np.signbit(got)[numbers], np.signbit(want)[numbers])
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("channels", [3, 129])
