@@ -485,6 +485,21 @@ def test_avg_pool2d_stride1_width3_windows(isa, layout, dtype, width, kernel_h):
         check_avg(case, x, divisor_override=7)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("outputs", [1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 70])
+def test_avg_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
+    """NCHW 2x2/s2 rows: pair sums of up to 4 vectors per row pass, an overlapping
+    last block, odd widths, column padding, ceil mode and every divisor rule."""
+    for width, pad, ceil_mode in [(2 * outputs, 0, False), (2 * outputs + 1, 0, True), (2 * outputs, (0, 1), False),
+                                  (2 * outputs + 1, ((1, 0), (1, 0)), True)]:
+        case = simple_case("NCHW", dtype, n=1, c=2, h=5, w=width, kernel=(2, 2), stride=(2, 2), dilation=(1, 1),
+                           padding=pad, ceil_mode=ceil_mode)
+        x = case.x(width)
+        check_avg(case, x, count_include_pad=True)
+        check_avg(case, x, count_include_pad=False)
+        check_avg(case, x, divisor_override=3)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kernel,stride,pad", [((2, 2), (2, 2), 0), ((3, 3), (1, 1), 1), ((3, 3), (2, 2), 1)])
 def test_avg_pool2d_float32_rounds_once(isa, layout, kernel, stride, pad):
