@@ -242,6 +242,61 @@ def test_max_pool2d_tile_edges(isa, layout, dtype, width):
         check_max(case, case.x(width, "full"))
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("channels", [63, 64, 65, 127, 128, 129, 143, 257])
+def test_max_pool2d_nhwc_wide_pixels(isa, dtype, channels):
+    """NHWC pixels of 512 bytes or more are reduced one tap sweep at a time (vector
+    blocks, then a scalar tail): NaN anywhere in a window wins, -inf is a value,
+    windows of 1, 4, 6 and 9 taps, padding and ceil mode."""
+    rng = np.random.default_rng(channels)
+    for kernel, stride, pad in [((2, 2), (2, 2), 0), ((3, 3), (2, 2), 1), ((1, 1), (1, 1), 0), ((3, 2), (1, 2), (1, 0))]:
+        case = simple_case("NHWC", dtype, n=2, c=channels, h=5, w=6, kernel=kernel, stride=stride,
+                           dilation=(1, 1), padding=pad, ceil_mode=True)
+        x = case.x(channels, "ties")
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 20)] = np.nan
+        flat[rng.integers(0, flat.size, 20)] = -np.inf
+        flat[rng.integers(0, flat.size, 20)] = np.inf
+        check_max(case, x)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("outputs", [1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129, 150])
+def test_max_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
+    """NCHW 2x2/s2 rows: vector blocks of pair maxima, chunks of up to 8 vectors per
+    row pass, an overlapping last block; odd widths, column padding and ceil mode
+    (the borders take the per-pixel path). NaN wins, infinities are values, and
+    +-0 ties keep the first tap's sign."""
+    rng = np.random.default_rng(outputs)
+    for width, pad, ceil_mode in [(2 * outputs, 0, False), (2 * outputs + 1, 0, True), (2 * outputs, (0, 1), False),
+                                  (2 * outputs + 1, ((0, 1), (1, 0)), True)]:
+        case = simple_case("NCHW", dtype, n=1, c=2, h=5, w=width, kernel=(2, 2), stride=(2, 2), dilation=(1, 1),
+                           padding=pad, ceil_mode=ceil_mode)
+        x = case.x(width, "ties")
+        flat = x.reshape(-1)
+        for value in (np.nan, -np.inf, np.inf, 0.0, -0.0):
+            flat[rng.integers(0, flat.size, 6)] = value
+        got, _ = check_max(case, x)
+        want = ref.max_pool2d(x, *case.ref_args())
+        numbers = ~np.isnan(want)
+        assert np.array_equal(np.signbit(got)[numbers], np.signbit(want)[numbers])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("channels", [3, 129])
+def test_max_pool2d_signed_zero_ties_keep_first_tap(isa, layout, dtype, channels):
+    """-0.0 and +0.0 compare equal, so a window's result is its first zero, sign and all."""
+    x = np.zeros((1, channels, 4, 4), dtype=dtype)
+    x[:, :, 0::2, 0::2] = -0.0  # the first tap of every 2x2/s2 window
+    x[:, : channels // 2, 0, 0] = 0.0  # some windows start with +0.0 followed by -0.0 elsewhere
+    x[:, : channels // 2, 1, 1] = -0.0
+    got = from_layout(convpool.max_pool2d(to_layout(x, layout), 2, layout=layout), layout)
+    want = ref.max_pool2d(x, (2, 2), (2, 2), ((0, 0), (0, 0)))
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    assert np.array_equal(np.signbit(got), np.signbit(x[:, :, 0::2, 0::2]))
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)
 @pytest.mark.parametrize("channels", [63, 64, 65, 257])
@@ -386,6 +441,81 @@ def test_avg_pool2d_matches_reference(isa, case, seed, count_include_pad, diviso
 def test_avg_pool2d_tile_edges(isa, layout, dtype, width):
     for case in _tile_edge_cases(layout, dtype, width):
         check_avg(case, case.x(width), count_include_pad=False)
+
+
+# NHWC average pooling reads every input pixel in one sweep over its channels (vector
+# blocks, then a scalar tail), and stride-1 windows three columns wide slide along the
+# row reusing column sums; NCHW stride-1 rows reuse column sums too.
+AVG_SWEEP_CHANNELS = (1, 7, 8, 9, 16, 17, 33, 64, 65)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("channels", AVG_SWEEP_CHANNELS)
+def test_avg_pool2d_channel_sweeps(isa, layout, dtype, channels):
+    """Windows of 1, 2, 4, 6 and 9 taps over channel counts around every vector block."""
+    geometries = [((2, 2), (2, 2), 0), ((3, 3), (2, 2), 1), ((1, 1), (1, 1), 0), ((2, 3), (1, 2), (1, 0)),
+                  ((3, 2), (3, 1), ((0, 2), (1, 1)))]
+    for kernel, stride, pad in geometries:
+        for count_include_pad in (True, False):
+            case = simple_case(layout, dtype, n=2, c=channels, h=5, w=6, kernel=kernel, stride=stride,
+                               dilation=(1, 1), padding=pad, ceil_mode=True)
+            check_avg(case, case.x(channels), count_include_pad=count_include_pad)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("width", (1, 2, 3, 8, 9, 17, 18, 34))
+@pytest.mark.parametrize("kernel_h", (1, 3))
+def test_avg_pool2d_stride1_width3_windows(isa, layout, dtype, width, kernel_h):
+    """Stride-1 windows three columns wide: column paddings none, one side, both, up to
+    two (windows centred on the padding), rows of 1-4 taps, all divisor rules, and
+    widths around the vector blocks of the NCHW column sums."""
+    channels = 9 if layout == "NHWC" else 2
+    top = min(1, kernel_h - 1)
+    for left, right in ((0, 0), (1, 0), (1, 1), (2, 0), (0, 2)):
+        pad = ((top, kernel_h - 1 - top), (left, right))
+        case = simple_case(layout, dtype, n=1, c=channels, h=5, w=width, kernel=(kernel_h, 3), stride=(1, 1),
+                           dilation=(1, 1), padding=pad, ceil_mode=False)
+        if case.out_hw is None or min(case.out_hw) < 1:
+            continue
+        x = case.x(width + kernel_h)
+        check_avg(case, x, count_include_pad=True)
+        check_avg(case, x, count_include_pad=False)
+        check_avg(case, x, divisor_override=7)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("outputs", [1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 70])
+def test_avg_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
+    """NCHW 2x2/s2 rows: pair sums of up to 4 vectors per row pass, an overlapping
+    last block, odd widths, column padding, ceil mode and every divisor rule."""
+    for width, pad, ceil_mode in [(2 * outputs, 0, False), (2 * outputs + 1, 0, True), (2 * outputs, (0, 1), False),
+                                  (2 * outputs + 1, ((1, 0), (1, 0)), True)]:
+        case = simple_case("NCHW", dtype, n=1, c=2, h=5, w=width, kernel=(2, 2), stride=(2, 2), dilation=(1, 1),
+                           padding=pad, ceil_mode=ceil_mode)
+        x = case.x(width)
+        check_avg(case, x, count_include_pad=True)
+        check_avg(case, x, count_include_pad=False)
+        check_avg(case, x, divisor_override=3)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kernel,stride,pad", [((2, 2), (2, 2), 0), ((3, 3), (1, 1), 1), ((3, 3), (2, 2), 1)])
+def test_avg_pool2d_float32_rounds_once(isa, layout, kernel, stride, pad):
+    """float32 averages are the float64 sum divided in float64 and rounded once. With
+    inputs on a coarse binary grid every sum is exact, so the result must be identical
+    to the reference's (summed and divided in float64), divisor 4 (a power of two,
+    applied as an exact multiplication) or 9."""
+    rng = np.random.default_rng(5)
+    x = (rng.integers(-4000, 4000, size=(2, 37, 11, 19)) / 64.0).astype(np.float32)
+    pads = normalise_padding(pad, (11, 19), kernel, stride, (1, 1))
+    for count_include_pad in (True, False):
+        got = convpool.avg_pool2d(to_layout(x, layout), kernel, stride, pad, count_include_pad=count_include_pad,
+                                  layout=layout)
+        want = ref.avg_pool2d(x.astype(F64), kernel, stride, pads, (1, 1), False,
+                              count_include_pad=count_include_pad).astype(np.float32)
+        assert_identical(from_layout(got, layout), want)
 
 
 def test_avg_pool2d_divisors_by_hand(isa):
