@@ -339,3 +339,24 @@ def test_flush_leaves_the_callers_environment(isa, restore_flush_denormal):
         convpool.conv2d(x, w, padding=1)
     a = np.array([2.0**-70], dtype=np.float32)
     assert (a * a)[0] == np.float32(2.0**-140)  # NumPy still sees gradual underflow
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+def test_pooling_denormals(isa, layout, dtype, restore_flush_denormal):
+    """Average pooling and its gradient flush; max pooling returns its inputs as they are."""
+    sub = np.finfo(dtype).tiny / 4
+    shape = (2, 3, 6, 10) if layout == "NCHW" else (2, 6, 10, 3)
+    x = np.full(shape, sub, dtype=dtype)
+    out_shape = (2, 3, 3, 5) if layout == "NCHW" else (2, 3, 5, 3)
+    g = np.full(out_shape, sub, dtype=dtype)
+    for flush in (True, False):
+        convpool.set_flush_denormal(flush)
+        avg = convpool.avg_pool2d(x, 2, layout=layout)
+        grad = convpool.avg_pool2d_backward(g, shape, 2, layout=layout)
+        np.testing.assert_array_equal(convpool.max_pool2d(x, 2, layout=layout), np.full(out_shape, sub, dtype))
+        if flush:
+            assert np.all(avg == 0) and np.all(grad == 0)
+        else:  # exact: a sum of four equal values, divided by 4; a quarter of each gradient
+            np.testing.assert_array_equal(avg, np.full(out_shape, sub, dtype))
+            np.testing.assert_array_equal(grad, np.full(shape, sub / 4, dtype))

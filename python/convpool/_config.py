@@ -80,9 +80,11 @@ def threads(n: int) -> Iterator[None]:
 def set_flush_denormal(mode: bool) -> None:
     """Flush denormal numbers to zero in convpool's computing kernels (on by default).
 
-    With ``mode=True`` convolutions and their backward passes run with the x86 FTZ
-    and DAZ modes: a result below the smallest normal number (about 1.2e-38 in
-    float32, 2.2e-308 in float64) becomes zero, and such inputs count as zero. ``False`` keeps IEEE gradual underflow, as NumPy and PyTorch's default
+    With ``mode=True`` convolutions, average and Lp pooling and every backward pass
+    run with the x86 FTZ and DAZ modes: a result below the smallest normal number
+    (about 1.2e-38 in float32, 2.2e-308 in float64) becomes zero, and such inputs
+    count as zero. Max pooling only compares and copies: it returns its inputs as
+    they are. ``False`` keeps IEEE gradual underflow, as NumPy and PyTorch's default
     do. The mode is set per worker thread for the duration of a call only; the
     caller's floating-point environment is never changed. Process-wide, like
     ``torch.set_flush_denormal``. On CPUs other than x86 it has no effect.

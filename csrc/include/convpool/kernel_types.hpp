@@ -153,7 +153,8 @@ struct KernelTable {
 int64_t min_parallel_work() noexcept;
 void set_min_parallel_work(int64_t work) noexcept;
 
-// Whether the convolution kernels (forward and backward) flush denormal results to zero and read denormal inputs as zero (x86
+// Whether the kernels that compute (convolutions, average and Lp pooling, backward
+// passes; not max pooling, which only compares and copies) flush denormal results to zero and read denormal inputs as zero (x86
 // MXCSR FTZ and DAZ, set per thread for the kernel's work and then restored).
 // On by default. Defined in csrc/cpu/memory.cpp.
 bool flush_denormals() noexcept;
