@@ -67,6 +67,16 @@ def csv(kind: type, choices: Optional[Sequence[Any]] = None):
     return parse
 
 
+# Environment variables that change how either library's OpenMP threads run; the
+# command line records them so that a run can be repeated as it was made.
+OPENMP_ENV = ("OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def command_line() -> str:
+    env = " ".join(f"{k}={os.environ[k]}" for k in OPENMP_ENV if k in os.environ)
+    return (env + " " if env else "") + "python benchmarks/run.py " + " ".join(sys.argv[1:])
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,7 +127,7 @@ def cpu_model() -> str:
 def metadata(args: argparse.Namespace, torch: Any) -> Dict[str, Any]:
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
+        "command": command_line(),
         "quick": args.quick,
         "threads": args.threads,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "isa": convpool._core.active_isa()},
