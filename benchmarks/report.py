@@ -2,6 +2,12 @@
 
     python benchmarks/report.py [RESULTS.json]                  # markdown to stdout
     python benchmarks/report.py RESULTS.json --update docs/performance.md
+    python benchmarks/report.py A.json B.json C.json           # several runs as one
+
+Several runs of the same suite are combined row by row: each time is the median
+over the runs of that run's median, and the peaks are the highest measured. A slow
+spell of the machine that lasts seconds (other processes, or on a VM both threads
+of a 2-thread call sharing one core) then moves at most a minority of the runs.
 
 ``--update`` replaces what lies between the ``<!-- BEGIN GENERATED -->`` and
 ``<!-- END GENERATED -->`` markers of the document, leaving the rest as written.
@@ -11,13 +17,20 @@ run.py uses the same functions for its stdout table and target summary.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
+import statistics
 import sys
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+if __package__ in (None, ""):  # run as a script: python benchmarks/report.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.workloads import CLAIM_DENSE, CLAIM_POOL, CLAIM_STRIDED  # noqa: E402
 
 Row = Dict[str, Any]
 
@@ -330,6 +343,54 @@ MEMORY_COLUMNS: List[Column] = [
 ]
 
 
+def rate_and_peak(work: float, unit: str, seconds: float, dtype: str, threads: int,
+                  peaks: Dict[str, Any]) -> Dict[str, Any]:
+    rate = work / seconds / 1e9
+    if unit == "flop":
+        peak = peaks["fma_gflops"][str(threads)] / (2 if dtype == "float64" else 1)
+        return {"rate": rate, "rate_unit": "GFLOP/s", "pct_peak": 100 * rate / peak}
+    return {"rate": rate, "rate_unit": "GB/s", "pct_peak": 100 * rate / peaks["copy_gbs"]}
+
+
+def merge_runs(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Several runs of one suite as one result (see the module docstring). Result
+    checks and the memory probes come from the first run."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = copy.deepcopy(runs[0])
+    peaks = merged["peaks"]
+    for run in runs[1:]:
+        for t, v in run["peaks"]["fma_gflops"].items():
+            peaks["fma_gflops"][t] = max(peaks["fma_gflops"].get(t, 0.0), v)
+        peaks["copy_gbs"] = max(peaks["copy_gbs"], run["peaks"]["copy_gbs"])
+    key = lambda r: (r["workload"], r["layout"], r["dtype"], r["threads"])  # noqa: E731
+    indexes = [{key(r): r for r in run["rows"]} for run in runs]
+    for row in merged["rows"]:
+        found = [index[key(row)] for index in indexes if key(row) in index]
+        row["convpool_s"] = statistics.median(r["convpool_s"] for r in found)
+        torch_times = [r["torch_s"] for r in found if r.get("torch_s")]
+        row["torch_s"] = statistics.median(torch_times) if torch_times else None
+        row["ratio"] = row["torch_s"] / row["convpool_s"] if row["torch_s"] else None
+        row.update(rate_and_peak(row["work"], row["unit"], row["convpool_s"], row["dtype"], row["threads"], peaks))
+        row["runs"] = len(found)
+    by_base = {(r["base"], r["batch"], r["layout"], r["dtype"], r["threads"]): r for r in merged["rows"]}
+    for claim in merged.get("claim") or []:
+        k = (claim["batch"], claim["layout"], claim["dtype"], claim["threads"])
+        strided, dense, pool = (by_base.get((name, *k)) for name in (CLAIM_STRIDED, CLAIM_DENSE, CLAIM_POOL))
+        if strided is None or dense is None or pool is None:
+            continue
+        claim.update(strided_s=strided["convpool_s"], dense_s=dense["convpool_s"], pool_s=pool["convpool_s"],
+                     time_ratio=(dense["convpool_s"] + pool["convpool_s"]) / strided["convpool_s"])
+        if strided["torch_s"] and dense["torch_s"] and pool["torch_s"]:
+            claim["torch_time_ratio"] = (dense["torch_s"] + pool["torch_s"]) / strided["torch_s"]
+    meta = merged["meta"]
+    meta["runs"] = len(runs)
+    meta["date"] = f"{runs[0]['meta']['date']} to {runs[-1]['meta']['date']}"
+    meta["wall_time_s"] = sum(run["meta"]["wall_time_s"] for run in runs)
+    meta["load_after"] = runs[-1]["meta"]["load_after"]
+    return merged
+
+
 def memory_ok(memory: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return [m for m in memory if "error" not in m]
 
@@ -343,7 +404,9 @@ def header_lines(data: Dict[str, Any]) -> List[str]:
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, ISA {meta['machine']['isa']}; "
         f"convpool {meta['versions']['convpool']}, torch {meta['versions'].get('torch') or 'not installed'}, "
         f"NumPy {meta['versions']['numpy']}, Python {meta['versions']['python']}",
-        f"Command: `{meta['command']}` ({meta['date']}, wall time {meta['wall_time_s']:.0f} s, "
+        f"Command: `{meta['command']}`" + (f", {meta['runs']} runs; each time is the median of the runs' "
+                                            "medians" if meta.get("runs") else "")
+        + f" ({meta['date']}, wall time {meta['wall_time_s']:.0f} s, "
         f"load average before/after {meta['load_before']} / {meta['load_after']})",
         f"Measured peaks: FP32 FMA {fma} GFLOP/s (float64 rows use half); copy bandwidth "
         f"{peaks['copy_gbs']:.1f} GB/s (one thread, read + write)",
@@ -377,10 +440,11 @@ def update_doc(doc: Path, block: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("json", nargs="?", default=str(DEFAULT_JSON), help=f"results (default {DEFAULT_JSON})")
+    parser.add_argument("json", nargs="*", default=[str(DEFAULT_JSON)],
+                        help=f"results of one or more runs (default {DEFAULT_JSON})")
     parser.add_argument("--update", metavar="DOC", help="rewrite the generated part of this markdown file")
     args = parser.parse_args(argv)
-    data = json.loads(Path(args.json).read_text())
+    data = merge_runs([json.loads(Path(path).read_text()) for path in args.json])
     block = render_markdown(data)
     if args.update:
         update_doc(Path(args.update), block)

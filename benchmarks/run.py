@@ -161,15 +161,6 @@ def check_once(bench: OpBench, torch_fn: Any, use_reference: bool) -> Dict[str, 
     return {"against": None}
 
 
-def rate_and_peak(work: float, unit: str, seconds: float, dtype: str, threads: int,
-                  peaks: Dict[str, Any]) -> Dict[str, Any]:
-    rate = work / seconds / 1e9
-    if unit == "flop":
-        peak = peaks["fma_gflops"][str(threads)] / (2 if dtype == "float64" else 1)
-        return {"rate": rate, "rate_unit": "GFLOP/s", "pct_peak": 100 * rate / peak}
-    return {"rate": rate, "rate_unit": "GB/s", "pct_peak": 100 * rate / peaks["copy_gbs"]}
-
-
 def timed(fn: Any, budget: Budget) -> Timing:
     time.sleep(PAUSE_S)
     return measure(fn, budget)
@@ -187,7 +178,7 @@ def make_row(bench: OpBench, threads: int, cp: Timing, th: Optional[Timing], ref
         "convpool_s": cp.median, "convpool": cp.to_json(),
         "torch_s": th.median if th else None, "torch": th.to_json() if th else None,
         "reference_s": ref_s, "ratio": th.median / cp.median if th else None,
-        **rate_and_peak(work, unit, cp.median, bench.dtype.name, threads, peaks),
+        **report.rate_and_peak(work, unit, cp.median, bench.dtype.name, threads, peaks),
         "check": check,
     }
 
