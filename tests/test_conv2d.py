@@ -430,3 +430,16 @@ def test_conv2d_propagates_nan_and_inf(isa, layout):
     want = ref.conv2d(x, weight, None, case.stride, case.pads, case.dilation, case.groups)
     assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(want).sum() == 3 * 4
     assert np.array_equal(np.isposinf(got), np.isposinf(want)) and np.isposinf(want).sum() == 3 * 4
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_depthwise_dilated_far_past_the_input(isa, layout):
+    """A kernel dilated by 4e7 with as much padding: one tap lands on the input. The
+    call must not size its scratch by the dilated extent (it used to take gigabytes)."""
+    d = 40_000_000
+    x = np.arange(1, 9, dtype=np.float32).reshape(1, 1, 1, 8)
+    w = np.array([2.0, 3.0, 5.0], dtype=np.float32).reshape(1, 1, 3, 1)
+    xl = x if layout == "NCHW" else x.transpose(0, 2, 3, 1).copy()
+    got = convpool.conv2d(xl, w, padding=((d, d), (0, 0)), dilation=(d, 1), layout=layout)
+    got = got if layout == "NCHW" else got.transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(got, 3.0 * x)  # only the middle tap reaches row 0

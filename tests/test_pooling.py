@@ -893,3 +893,13 @@ def test_pool_same_result_for_1_and_2_threads(isa, layout):
         one, two = (one if isinstance(one, tuple) else (one,)), (two if isinstance(two, tuple) else (two,))
         for a, b in zip(one, two):
             assert_identical(b, a, f"{name}: ")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (3, 1, 1), (3, 2, 1), (3, 1, 0)])
+def test_avg_pool_of_negative_zeros_is_positive_zero(isa, layout, dtype, kernel, stride, padding):
+    """A sum starts from +0.0 (reference, PyTorch): windows of -0.0 average to +0.0."""
+    shape = (2, 3, 7, 37) if layout == "NCHW" else (2, 7, 37, 3)
+    got = convpool.avg_pool2d(np.full(shape, -0.0, dtype=dtype), kernel, stride, padding, layout=layout)
+    assert np.all(got == 0) and not np.any(np.signbit(got))
