@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -221,6 +222,28 @@ def test_conv2d_depthwise_shapes(isa, layout, out_w, c, kernel, stride, dilation
     case = depthwise_case(layout, dtype, c, out_w, kernel, stride, dilation, padding, h=5, bias=bias)
     assume(output_hw((case.h, case.w), case.kernel, case.stride, case.dilation, case.pads) is not None)
     check_conv(case, seed)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("stride_w", [1, 2])
+def test_conv2d_depthwise_3x3_row_copies(isa, layout, dtype, stride_w):
+    """3x3 depthwise with dilation 1 (the NCHW kernel that copies rows with vector
+    loads only): every left padding it takes (0-2) and one past it, right padding,
+    input columns past the last window, row strides that skip input rows, widths
+    around whole vectors and register blocks of every ISA."""
+    widths = (4, 5, 8, 9, 16, 17, 24, 31, 32, 33, 56, 63, 64, 65, 100)
+    combos = itertools.product((1, 2, 3), (0, 1, 2, 3), (0, 1, 2, 3), (0, 1))
+    for i, (stride_h, pl, pr, extra) in enumerate(combos):
+        out_w = widths[i % len(widths)]
+        w = (out_w - 1) * stride_w + 3 - pl - pr + extra
+        pads = ((pl % 3, (pr + 1) % 3), (pl, pr))
+        c = 1 + i % 3
+        case = simple_case(layout, dtype, n=1, c=c, k=c, groups=c, h=5 + i % 4, w=w, kernel=(3, 3),
+                           stride=(stride_h, stride_w), dilation=(1, 1), padding=pads, bias=i % 2 == 0)
+        if w < 1 or output_hw((case.h, case.w), case.kernel, case.stride, case.dilation, case.pads) is None:
+            continue
+        check_conv(case, seed=i)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
