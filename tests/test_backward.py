@@ -417,6 +417,29 @@ def test_avg_pool2d_backward_matches_reference(isa, case, count_include_pad, div
     assert_within(got, want, reduction_atol(case.dtype, n_terms, magnitude, acc_dtype=F64))
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_avg_pool2d_backward_special_values(isa, layout, dtype):
+    """Infinite, NaN, zero and signed-zero gradients pass through the division as a true
+    division does, and sums start from +0.0, in every channel position of a block."""
+    rng = np.random.default_rng(1)
+    shape = (2, 37, 6, 6)
+    gy = random_array(rng, (2, 37, 3, 3), dtype)
+    gy.reshape(-1)[rng.choice(gy.size, 60, replace=False)] = rng.choice([np.inf, -np.inf, np.nan, 0.0, -0.0], 60)
+    for kernel, stride, padding in (((2, 2), (2, 2), 0), ((3, 3), (2, 2), 1)):
+        got = from_layout(convpool.avg_pool2d_backward(to_layout(gy, layout), layout_shape(shape, layout), kernel,
+                                                       stride, padding, layout=layout), layout)
+        want = ref.avg_pool2d_backward(gy, shape, kernel, stride, ((padding, padding), (padding, padding)), (1, 1),
+                                       False, True, None)
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        finite = np.isfinite(want)
+        assert np.array_equal(got[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)])
+        assert not np.any(np.signbit(got[want == 0]))
+        magnitude = ref.avg_pool2d_backward(np.where(np.isfinite(gy), abs64(gy), 0.0), shape, kernel, stride,
+                                            ((padding, padding), (padding, padding)), (1, 1), False, True, None)
+        assert_within(got[finite], want[finite], reduction_atol(np.dtype(dtype), 4, magnitude, acc_dtype=F64)[finite])
+
+
 # ----------------------------------------------------------------------------- lp
 
 NORMS = (1, 2, 3, 1.5, 0.5, 2.5, 4.0)
@@ -533,10 +556,12 @@ def test_pool_backward_empty_batch_or_channels(layout, n, c):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_pool_backward_empty_windows(isa, layout):
+@pytest.mark.parametrize("c", [3, 17])
+def test_pool_backward_empty_windows(isa, layout, c):
     """Dilation plus padding gives windows with no valid tap: they pass no gradient (max
-    index -1; avg divisor may be 0; lp y == 0)."""
-    case = PoolCase(2, 3, 2, 2, (2, 2), (1, 1), (3, 3), ((2, 2), (2, 2)), False, F64, layout)
+    index -1; avg divisor may be 0; lp y == 0). 17 channels take the NHWC average
+    kernel that gathers whole vectors of channels."""
+    case = PoolCase(2, c, 2, 2, (2, 2), (1, 1), (3, 3), ((2, 2), (2, 2)), False, F64, layout)
     rng = np.random.default_rng(0)
     x = random_array(rng, case.shape, F64)
     gy = case.grad_out(rng)
