@@ -224,6 +224,36 @@ def test_conv2d_depthwise_shapes(isa, layout, out_w, c, kernel, stride, dilation
     check_conv(case, seed)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_nchw_few_taps(isa, dtype, threads):
+    """NCHW layers with few taps per output (C x KH x KW up to 160: the kernel that
+    vectorises along output rows): output widths around the vector widths, channel
+    counts that leave register and packing tiles partly filled, row strides,
+    dilation, padding on each side, and images cut into several row bands."""
+    widths = (4, 8, 9, 16, 17, 33, 40)
+    shapes = (  # (C, K, kernel)
+        (1, 32, (3, 3)), (3, 17, (3, 3)), (2, 5, (2, 5)), (17, 33, (3, 3)), (3, 64, (7, 7)), (4, 16, (1, 1)),
+        (1, 3, (5, 1)),
+    )
+    combos = itertools.product(shapes, (1, 2, 3), (1, 2), (((0, 0), (0, 0)), ((1, 2), (2, 1)), ((3, 0), (0, 3))))
+    for i, ((c, k, kernel), stride_h, dil, pads) in enumerate(combos):
+        out_w = widths[i % len(widths)]
+        w = out_w - 1 + (kernel[1] - 1) * dil + 1 - pads[1][0] - pads[1][1]
+        case = simple_case("NCHW", dtype, n=1 + i % 3, c=c, k=k, groups=1, h=4 + i % 5, w=w, kernel=kernel,
+                           stride=(stride_h, 1), dilation=(dil, dil), padding=pads, bias=i % 2 == 1)
+        if w < 1 or output_hw((case.h, case.w), case.kernel, case.stride, case.dilation, case.pads) is None:
+            continue
+        with convpool.threads(threads):
+            check_conv(case, seed=i)
+    # Rows too wide for one band of rows: the image is staged a few rows at a time.
+    for h, w in ((40, 300), (9, 1000)):
+        case = simple_case("NCHW", dtype, n=2, c=3, k=20, groups=1, h=h, w=w, kernel=(3, 3), stride=(1, 1),
+                           dilation=(1, 1), padding=((1, 1), (1, 1)), bias=True)
+        with convpool.threads(threads):
+            check_conv(case, seed=h)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("stride_w", [1, 2])
