@@ -236,6 +236,18 @@ def test_conv2d_backward_empty_batch(layout):
     assert_within(gb, np.zeros(4), 0.0)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv2d_backward_no_output_channels(isa, layout):
+    """K = 0: the input gradient is a convolution over no channels, i.e. zeros (wide
+    rows, stride 1: every forward kernel's shape checks see C = 0)."""
+    case = ConvCase(n=2, c=4, k=0, h=5, w=40, kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
+                    padding=1, groups=1, dtype=F64, layout=layout)
+    x, weight, _, gy = case.arrays(0)
+    gx, gw, gb = conv_grads(case, x, weight, gy)
+    assert_within(gx, np.zeros_like(x), 0.0)
+    assert gw.shape == weight.shape and gb.shape == (0,)
+
+
 # ============================================================================= window pooling
 
 

@@ -437,6 +437,15 @@ def test_conv2d_empty(isa, layout, bias, n, c, k, groups):
     assert result.shape == case.out_shape()
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_conv2d_no_input_channels_wide_rows(isa, layout, dtype):
+    """C == 0 with stride 1 and rows wider than any vector: the output is the bias."""
+    case = simple_case(layout, dtype, n=2, c=0, k=5, groups=1, h=5, w=40, kernel=(3, 3), stride=(1, 1),
+                       dilation=(1, 1), padding=((1, 1), (1, 1)), bias=True)
+    check_conv(case, seed=3)
+
+
 # ----------------------------------------------------------------------------- threads
 
 
