@@ -248,6 +248,25 @@ def test_conv2d_backward_no_output_channels(isa, layout):
     assert gw.shape == weight.shape and gb.shape == (0,)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("c", "k", "groups", "stride"), [(4, 20, 1, (1, 1)), (6, 6, 6, (2, 2)), (4, 6, 2, (2, 1))])
+def test_conv2d_backward_nonfinite_weights(isa, layout, c, k, groups, stride):
+    """The input gradient has no taps in the padding: an infinite weight gives infinities
+    (and NaN only where infinities of both signs meet), not NaN at the borders."""
+    rng = np.random.default_rng(c + k)
+    case = ConvCase(n=2, c=c, k=k, h=6, w=37, kernel=(3, 3), stride=stride, dilation=(1, 1),
+                    padding=((1, 2), (2, 1)), groups=groups, dtype=F64, layout=layout)
+    x, weight, _, gy = case.arrays(1)
+    weight.reshape(-1)[rng.choice(weight.size, 2, replace=False)] = [np.inf, np.nan]
+    gx, _, _ = conv_grads(case, x, weight, gy)
+    want, _, _ = ref.conv2d_backward(gy, x, weight, *case.ref_args())
+    assert np.isinf(want).any()
+    assert np.array_equal(np.isnan(gx), np.isnan(want))
+    assert np.array_equal(gx[np.isinf(want)], want[np.isinf(want)])
+    finite = np.isfinite(want)
+    assert np.allclose(gx[finite], want[finite], rtol=1e-12, atol=1e-12)
+
+
 # ============================================================================= window pooling
 
 

@@ -446,6 +446,45 @@ def test_conv2d_no_input_channels_wide_rows(isa, layout, dtype):
     check_conv(case, seed=3)
 
 
+def assert_same_specials(got, want, atol):
+    """NaN where want is NaN, the same infinities, finite values within atol."""
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    inf = np.isinf(want)
+    assert np.array_equal(got[inf], want[inf])
+    finite = np.isfinite(want)
+    assert_within(got[finite], want[finite], atol[finite] if np.ndim(atol) else atol)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("prepacked", [False, True])
+@pytest.mark.parametrize(("c", "k", "groups", "kernel", "stride", "dilation"), [
+    (64, 20, 1, (3, 3), (1, 1), (1, 1)),   # dense rows kernel, channel tiles
+    (3, 40, 1, (3, 3), (1, 1), (1, 1)),    # NCHW: few taps per output
+    (2, 5, 1, (3, 2), (2, 1), (1, 2)),     # narrow tiles
+    (6, 3, 3, (3, 3), (1, 2), (1, 1)),     # one output channel per group (scalar kernel)
+    (17, 17, 17, (3, 3), (2, 2), (1, 1)),  # depthwise 3x3
+    (5, 10, 5, (5, 3), (1, 1), (2, 1)),    # depthwise, general, multiplier 2
+])
+def test_conv2d_nonfinite_weights_over_padding(isa, layout, prepacked, c, k, groups, kernel, stride, dilation):
+    """A tap in the padding multiplies a zero by the weight: infinite and NaN weights
+    give NaN there, on every kernel path, as in the definition and PyTorch."""
+    rng = np.random.default_rng(c + k)
+    x = random_array(rng, (2, c, 7, 37), np.float64)
+    weight = random_array(rng, (k, c // groups) + kernel, np.float64)
+    weight.reshape(-1)[rng.choice(weight.size, 3, replace=False)] = [np.inf, -np.inf, np.nan]
+    bias = random_array(rng, (k,), np.float64)
+    pads = ((1, 2), (2, 1))
+    w_arg = convpool.pack_weight(weight, groups=groups) if prepacked else weight
+    got = from_layout(convpool.conv2d(to_layout(x, layout), w_arg, bias, stride=stride, padding=pads,
+                                      dilation=dilation, groups=groups, layout=layout), layout)
+    want = ref.conv2d(x, weight, bias, stride, pads, dilation, groups)
+    assert np.isnan(want).any() and np.isfinite(want).any()
+    finite_w = np.where(np.isfinite(weight), np.abs(weight), 0.0)
+    magnitude = ref.conv2d(np.abs(x), finite_w, np.abs(bias), stride, pads, dilation, groups)
+    n_terms = (c // groups) * kernel[0] * kernel[1] + 1
+    assert_same_specials(got, want, reduction_atol(np.dtype(np.float64), n_terms, magnitude))
+
+
 # ----------------------------------------------------------------------------- threads
 
 

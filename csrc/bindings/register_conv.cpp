@@ -5,7 +5,11 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <optional>
+#include <type_traits>
+#include <vector>
 
 #include "arrays.hpp"
 #include "convpool/dispatch.hpp"
@@ -51,6 +55,88 @@ Conv2dProblem conv_problem(const Dims& in, const std::vector<int64_t>& ws, Pair 
   return p;
 }
 
+// False if any of w[0 .. n) is infinite or NaN (exponent bits all ones); an
+// integer OR the compiler vectorises.
+template <class T>
+bool all_finite(const T* w, int64_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr Bits exponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
+  Bits all_ones = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    Bits b;
+    std::memcpy(&b, w + i, sizeof(T));
+    all_ones |= static_cast<Bits>((b & exponent) == exponent);
+  }
+  return all_ones == 0;
+}
+
+// Offset of element (n, c, h, w) of an array of dims (N, C, H, W) in layout.
+inline int64_t element_offset(Layout layout, int64_t C, int64_t H, int64_t W, int64_t n, int64_t c, int64_t h,
+                              int64_t w) {
+  return layout == Layout::NHWC ? ((n * H + h) * W + w) * C + c : ((n * C + c) * H + h) * W + w;
+}
+
+// The kernels skip some taps that fall in the padding (a zero times a finite
+// weight adds nothing). With an infinite or NaN weight such a tap gives NaN, so
+// conv2d then runs on an input padded explicitly: x with the padding as zeros,
+// the problem with none. Returns the padded copy; p becomes its problem.
+template <class T>
+std::vector<T> padded_input(Conv2dProblem& p, const Pads& padding, const T* x) {
+  const int64_t H = p.in_h, W = p.in_w, C = p.in_channels;
+  const int64_t HP = checked_add(checked_add(H, padding[0], "padded height"), padding[1], "padded height");
+  const int64_t WP = checked_add(checked_add(W, padding[2], "padded width"), padding[3], "padded width");
+  const int64_t count =
+      checked_mul(checked_mul(checked_mul(p.batch, C, "padded input"), HP, "padded input"), WP, "padded input");
+  std::vector<T> xp(static_cast<size_t>(count), T(0));
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w)
+          xp[static_cast<size_t>(element_offset(p.layout, C, HP, WP, n, c, h + padding[0], w + padding[2]))] =
+              x[element_offset(p.layout, C, H, W, n, c, h, w)];
+  p.in_h = HP;
+  p.in_w = WP;
+  p.pad_top = 0;
+  p.pad_left = 0;
+  return xp;
+}
+
+// The input gradient for weights with an infinite or NaN value, from its
+// definition: each input gets the products of the taps that read it and nothing
+// for taps in the padding (the kernels convolve the zero-padded output gradient,
+// whose padding times such a weight would be NaN). One thread, only for this case.
+template <class T>
+void backward_input_direct(const Conv2dProblem& p, const T* gy, const T* weight, T* gx) {
+  const int64_t C = p.in_channels, K = p.out_channels, G = p.groups;
+  const int64_t cg = C / G, kg = K / G, KH = p.kernel_h, KW = p.kernel_w;
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t g = c / cg;
+      for (int64_t i = 0; i < p.in_h; ++i)
+        for (int64_t j = 0; j < p.in_w; ++j) {
+          T sum = T(0);
+          for (int64_t kh = 0; kh < KH; ++kh) {
+            const int64_t r = i + p.pad_top - kh * p.dilation_h;
+            if (r < 0 || r % p.stride_h != 0 || r / p.stride_h >= p.out_h) continue;
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int64_t q = j + p.pad_left - kw * p.dilation_w;
+              if (q < 0 || q % p.stride_w != 0 || q / p.stride_w >= p.out_w) continue;
+              for (int64_t kk = 0; kk < kg; ++kk) {
+                const int64_t k = g * kg + kk;
+                sum += weight[((k * cg + (c - g * cg)) * KH + kh) * KW + kw] *
+                       gy[element_offset(p.layout, K, p.out_h, p.out_w, n, k, r / p.stride_h, q / p.stride_w)];
+              }
+            }
+          }
+          gx[element_offset(p.layout, C, p.in_h, p.in_w, n, c, i, j)] = sum;
+        }
+    }
+}
+
+inline bool has_padding(const Pads& padding) {
+  return padding[0] != 0 || padding[1] != 0 || padding[2] != 0 || padding[3] != 0;
+}
+
 std::vector<int64_t> output_shape(const Conv2dProblem& p) {
   return shape_in_layout(p.layout, p.batch, p.out_channels, p.out_h, p.out_w);
 }
@@ -71,6 +157,12 @@ void conv2d(const py::array& x, const py::array& weight, const std::optional<py:
     T* y_data = output_data<T>(out, "out", output_shape(p));
     const Conv2dFn<T> kernel = float_kernels<T>().conv2d;
     py::gil_scoped_release release;
+    if (has_padding(padding) && !all_finite(w_data, p.out_channels * (p.in_channels / p.groups) * p.kernel_h * p.kernel_w)) {
+      Conv2dProblem q = p;
+      const std::vector<T> xp = padded_input(q, padding, x_data);
+      kernel(q, xp.data(), w_data, b_data, y_data, num_threads);
+      return;
+    }
     kernel(p, x_data, w_data, b_data, y_data, num_threads);
   });
 }
@@ -88,6 +180,10 @@ void conv2d_backward_input(const py::array& grad_y, const py::array& weight, py:
     T* gx = output_data<T>(grad_x, "grad_x", shape_of(grad_x));
     const Conv2dBackwardInputFn<T> kernel = float_kernels<T>().conv2d_backward_input;
     py::gil_scoped_release release;
+    if (!all_finite(w_data, p.out_channels * (p.in_channels / p.groups) * p.kernel_h * p.kernel_w)) {
+      backward_input_direct(p, gy, w_data, gx);
+      return;
+    }
     kernel(p, gy, w_data, gx, num_threads);
   });
 }
@@ -162,6 +258,12 @@ void conv2d_prepacked(const py::array& x, const py::array& packed, const std::st
     }
     T* y_data = output_data<T>(out, "out", output_shape(p));
     py::gil_scoped_release release;
+    if (has_padding(padding) && !all_finite(w_data, packed.shape(0))) {
+      Conv2dProblem q = p;
+      const std::vector<T> xp = padded_input(q, padding, x_data);
+      k.conv2d_prepacked(q, xp.data(), w_data, b_data, y_data, num_threads);
+      return;
+    }
     k.conv2d_prepacked(p, x_data, w_data, b_data, y_data, num_threads);
   });
 }
