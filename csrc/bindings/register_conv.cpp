@@ -157,7 +157,8 @@ void conv2d(const py::array& x, const py::array& weight, const std::optional<py:
     T* y_data = output_data<T>(out, "out", output_shape(p));
     const Conv2dFn<T> kernel = float_kernels<T>().conv2d;
     py::gil_scoped_release release;
-    if (has_padding(padding) && !all_finite(w_data, p.out_channels * (p.in_channels / p.groups) * p.kernel_h * p.kernel_w)) {
+    const int64_t w_count = p.out_channels * (p.in_channels / p.groups) * p.kernel_h * p.kernel_w;
+    if (has_padding(padding) && !all_finite(w_data, w_count)) {
       Conv2dProblem q = p;
       const std::vector<T> xp = padded_input(q, padding, x_data);
       kernel(q, xp.data(), w_data, b_data, y_data, num_threads);
