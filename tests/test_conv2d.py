@@ -258,9 +258,11 @@ def test_conv2d_nchw_few_taps(isa, dtype, threads):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("stride_w", [1, 2])
 def test_conv2d_depthwise_3x3_row_copies(isa, layout, dtype, stride_w):
-    """3x3 depthwise with dilation 1 (the NCHW kernel that copies rows with vector
-    loads only): every left padding it takes (0-2) and one past it, right padding,
-    input columns past the last window, row strides that skip input rows, widths
+    """3x3 depthwise with dilation 1 (the NCHW kernels: stride_w 1 copies rows with
+    vector loads only, stride_w 2 splits rows in registers, two output rows at a time
+    with stride_h 2): every left padding they take (0-2) and one past it, right
+    padding (outputs past the last whole vector), input columns past the last
+    window, row strides that skip input rows, odd and even output heights, widths
     around whole vectors and register blocks of every ISA."""
     widths = (4, 5, 8, 9, 16, 17, 24, 31, 32, 33, 56, 63, 64, 65, 100)
     combos = itertools.product((1, 2, 3), (0, 1, 2, 3), (0, 1, 2, 3), (0, 1))
