@@ -44,7 +44,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32", "float64")
 
-FULL_BUDGET = Budget(seconds=0.5, min_repeats=3, max_repeats=30, warmup=1)
+FULL_BUDGET = Budget(seconds=0.5, min_repeats=3, max_repeats=30, warmup=1, warmup_seconds=0.25)
 QUICK_BUDGET = Budget(seconds=0.08, min_repeats=2, max_repeats=5, warmup=1)
 REFERENCE_BUDGET = Budget(seconds=0.3, min_repeats=1, max_repeats=3, warmup=0)
 # The NumPy reference runs at about 2 GFLOP/s (convs) and 80 MB/s (pooling): time it

@@ -13,13 +13,21 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Budget:
-    """How long to time one callable: warm-up calls, then repeats until ``seconds``
-    of timed calls or ``max_repeats``, and never fewer than ``min_repeats``."""
+    """How long to time one callable: ``warmup`` untimed calls, more of them until
+    ``warmup_seconds`` have passed, then repeats until ``seconds`` of timed calls or
+    ``max_repeats``, and never fewer than ``min_repeats``.
+
+    The warm-up time is there for the threads: on the 2-vCPU machine the
+    benchmarks were made on, a core that has been idle (while the one-thread rows
+    ran) runs a two-thread call at about half speed for the next few hundred
+    milliseconds, so without it whichever library is timed first on two threads
+    would be measured on a cold core and the other on a warm one."""
 
     seconds: float = 0.5
     min_repeats: int = 3
     max_repeats: int = 50
     warmup: int = 1
+    warmup_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -34,8 +42,11 @@ class Timing:
 
 def measure(fn: Callable[[], object], budget: Budget) -> Timing:
     """Median wall time of ``fn()`` in seconds (garbage collector off while timing)."""
-    for _ in range(budget.warmup):
+    warm_until = time.perf_counter() + budget.warmup_seconds
+    calls = 0
+    while calls < budget.warmup or time.perf_counter() < warm_until:
         fn()
+        calls += 1
     times: List[float] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()
