@@ -229,8 +229,9 @@ def test_conv2d_depthwise_shapes(isa, layout, out_w, c, kernel, stride, dilation
 def test_conv2d_nchw_few_taps(isa, dtype, threads):
     """NCHW layers with few taps per output (C x KH x KW up to 160: the kernel that
     vectorises along output rows): output widths around the vector widths, channel
-    counts that leave register and packing tiles partly filled, row strides,
-    dilation, padding on each side, and images cut into several row bands."""
+    counts that leave register and packing tiles partly filled, strides along
+    columns and rows, dilation, padding on each side, and images cut into several
+    row bands."""
     widths = (4, 8, 9, 16, 17, 33, 40)
     shapes = (  # (C, K, kernel)
         (1, 32, (3, 3)), (3, 17, (3, 3)), (2, 5, (2, 5)), (17, 33, (3, 3)), (3, 64, (7, 7)), (4, 16, (1, 1)),
@@ -246,6 +247,19 @@ def test_conv2d_nchw_few_taps(isa, dtype, threads):
             continue
         with convpool.threads(threads):
             check_conv(case, seed=i)
+    # Strides along rows (images of up to 4 channels): every staged row is split
+    # into stride_w phases; extra input columns past the last window are not read.
+    strided = itertools.product(((1, 32, (3, 3)), (3, 17, (7, 7)), (4, 8, (2, 5)), (2, 5, (1, 1))), (2, 3),
+                                (1, 2), (((1, 1), (1, 1)), ((3, 0), (0, 3)), ((0, 2), (2, 0))), (0, 1))
+    for i, ((c, k, kernel), stride_w, dil, pads, extra) in enumerate(strided):
+        out_w = widths[i % len(widths)]
+        w = (out_w - 1) * stride_w + (kernel[1] - 1) * dil + 1 - pads[1][0] - pads[1][1] + extra
+        case = simple_case("NCHW", dtype, n=1 + i % 2, c=c, k=k, groups=1, h=4 + i % 5, w=w, kernel=kernel,
+                           stride=(1 + i % 3, stride_w), dilation=(dil, dil), padding=pads, bias=i % 2 == 0)
+        if w < 1 or output_hw((case.h, case.w), case.kernel, case.stride, case.dilation, case.pads) is None:
+            continue
+        with convpool.threads(threads):
+            check_conv(case, seed=100 + i)
     # Rows too wide for one band of rows: the image is staged a few rows at a time.
     for h, w in ((40, 300), (9, 1000)):
         case = simple_case("NCHW", dtype, n=2, c=3, k=20, groups=1, h=h, w=w, kernel=(3, 3), stride=(1, 1),
