@@ -69,7 +69,9 @@ def fma_peak_gflops(core: Any, threads: int, tries: int = 7) -> float:
     ``fma_probe(iterations, threads)`` returns the FLOPs it did; the best run is the
     least disturbed by other processes, which is what a peak should be."""
     iterations = 4_000_000
-    core.fma_probe(iterations // 10, threads)  # start the threads, raise the clock
+    warm_until = time.perf_counter() + 0.3  # start the threads, raise the clock of every core
+    while time.perf_counter() < warm_until:
+        core.fma_probe(iterations // 10, threads)
     best = 0.0
     for _ in range(tries):
         start = time.perf_counter()
