@@ -250,7 +250,8 @@ def test_conv2d_nchw_few_taps(isa, dtype, threads):
     # Strides along rows (images of up to 4 channels): every staged row is split
     # into stride_w phases; extra input columns past the last window are not read.
     strided = itertools.product(((1, 32, (3, 3)), (3, 17, (7, 7)), (4, 8, (2, 5)), (2, 5, (1, 1))), (2, 3),
-                                (1, 2), (((1, 1), (1, 1)), ((3, 0), (0, 3)), ((0, 2), (2, 0))), (0, 1))
+                                (1, 2), (((1, 1), (1, 1)), ((3, 0), (0, 3)), ((0, 2), (2, 0)), ((2, 1), (5, 1))),
+                                (0, 1))
     for i, ((c, k, kernel), stride_w, dil, pads, extra) in enumerate(strided):
         out_w = widths[i % len(widths)]
         w = (out_w - 1) * stride_w + (kernel[1] - 1) * dil + 1 - pads[1][0] - pads[1][1] + extra
@@ -279,7 +280,7 @@ def test_conv2d_depthwise_3x3_row_copies(isa, layout, dtype, stride_w):
     window, row strides that skip input rows, odd and even output heights, widths
     around whole vectors and register blocks of every ISA."""
     widths = (4, 5, 8, 9, 16, 17, 24, 31, 32, 33, 56, 63, 64, 65, 100)
-    combos = itertools.product((1, 2, 3), (0, 1, 2, 3), (0, 1, 2, 3), (0, 1))
+    combos = itertools.product((1, 2, 3), (0, 1, 2, 3), (0, 1, 2, 3, 8), (0, 1))
     for i, (stride_h, pl, pr, extra) in enumerate(combos):
         out_w = widths[i % len(widths)]
         w = (out_w - 1) * stride_w + 3 - pl - pr + extra
