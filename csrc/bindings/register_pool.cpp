@@ -184,15 +184,7 @@ void max_pool2d_backward(const py::array& grad_y, const py::array& indices, py::
   const auto out_shape = shape_of(grad_y);
   const int64_t* idx = input_data<int64_t>(indices, "indices");
   require_shape(indices, "indices", out_shape);
-  // Indices come from the caller: check every one before any is used as an address.
   const int64_t plane = checked_mul(in.h, in.w, "input size");
-  const int64_t count = static_cast<int64_t>(indices.size());
-  for (int64_t i = 0; i < count; ++i) {
-    if (idx[i] < -1 || idx[i] >= plane) {
-      throw py::value_error("indices: " + std::to_string(idx[i]) + " is outside [-1, " + std::to_string(plane) +
-                            ") for an input of " + std::to_string(in.h) + "x" + std::to_string(in.w));
-    }
-  }
   Pool2dProblem p;
   p.batch = in.n;
   p.channels = in.c;
@@ -201,14 +193,26 @@ void max_pool2d_backward(const py::array& grad_y, const py::array& indices, py::
   p.rows.out_size = out.h;
   p.cols.out_size = out.w;
   p.layout = layout;
+  bool all_in_range = true;
   with_float_type(grad_y, "grad_out", [&](auto zero) {
     using T = decltype(zero);
     const T* gy = input_data<T>(grad_y, "grad_out");
     T* gx = output_data<T>(grad_x, "grad_x", shape_of(grad_x));
     const MaxPool2dBackwardFn<T> kernel = float_kernels<T>().max_pool2d_backward;
     py::gil_scoped_release release;
-    kernel(p, gy, idx, gx, num_threads);
+    all_in_range = kernel(p, gy, idx, gx, num_threads);
   });
+  if (all_in_range) return;
+  // Indices come from the caller. The kernel checks each one before it is used as
+  // an address and skips those out of range; name the first of them.
+  const int64_t count = static_cast<int64_t>(indices.size());
+  for (int64_t i = 0; i < count; ++i) {
+    if (idx[i] < -1 || idx[i] >= plane) {
+      throw py::value_error("indices: " + std::to_string(idx[i]) + " is outside [-1, " + std::to_string(plane) +
+                            ") for an input of " + std::to_string(in.h) + "x" + std::to_string(in.w));
+    }
+  }
+  throw std::logic_error("max_pool2d_backward: the kernel reported an index out of range, but none is");
 }
 
 void run_sum_backward(Reduction reduction, const Pool2dProblem& p, const PoolAxisTable& rows,

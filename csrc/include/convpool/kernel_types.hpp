@@ -91,9 +91,11 @@ using Conv2dBackwardWeightFn = void (*)(const Conv2dProblem& problem, const T* g
                                         T* grad_w, T* grad_b, int num_threads);
 
 // Max pooling backward: grad_y routed to the recorded indices (-1: nowhere).
-// grad_x is overwritten. Indices must already be known to lie in [-1, H*W).
+// grad_x is overwritten. Indices outside [-1, H*W) are skipped, nothing is written
+// for them, and the kernel returns false (grad_x is then not a gradient); true
+// when every index was in range.
 template <class T>
-using MaxPool2dBackwardFn = void (*)(const Pool2dProblem& problem, const T* grad_y,
+using MaxPool2dBackwardFn = bool (*)(const Pool2dProblem& problem, const T* grad_y,
                                      const int64_t* indices, T* grad_x, int num_threads);
 
 // Average or Lp pooling backward. rows lists, for each input row, the output rows
