@@ -216,11 +216,12 @@ void max_pool2d_backward(const py::array& grad_y, const py::array& indices, py::
 }
 
 void run_sum_backward(Reduction reduction, const Pool2dProblem& p, const PoolAxisTable& rows,
-                      const py::array& grad_y, const std::optional<py::array>& x,
+                      const PoolAxisTable& cols, const py::array& grad_y, const std::optional<py::array>& x,
                       const std::optional<py::array>& y, py::array& grad_x, const PoolOptions& options,
                       int num_threads) {
   const auto out_shape = shape_in_layout(p.layout, p.batch, p.channels, p.rows.out_size, p.cols.out_size);
   const PoolAxisInverseTable row_inv = invert_axis(rows);
+  const PoolAxisInverseTable col_inv = invert_axis(cols);
   if (reduction == Reduction::lp && (!x || !y)) throw py::value_error("lp pooling backward needs x and y");
   with_float_type(grad_y, "grad_out", [&](auto zero) {
     using T = decltype(zero);
@@ -237,9 +238,9 @@ void run_sum_backward(Reduction reduction, const Pool2dProblem& p, const PoolAxi
     T* gx = output_data<T>(grad_x, "grad_x", shape_of(grad_x));
     const SumPool2dBackwardFn<T> kernel = reduction == Reduction::lp ? float_kernels<T>().lp_pool2d_backward
                                                                      : float_kernels<T>().avg_pool2d_backward;
-    const PoolAxisInverse ri = row_inv.view();
+    const PoolAxisInverse ri = row_inv.view(), ci = col_inv.view();
     py::gil_scoped_release release;
-    kernel(p, ri, gy, x_data, y_data, gx, options, num_threads);
+    kernel(p, ri, ci, gy, x_data, y_data, gx, options, num_threads);
   });
 }
 
@@ -253,7 +254,7 @@ void pool2d_backward(const std::string& reduction, const py::array& grad_y, std:
   const Layout layout = parse_layout(layout_code);
   const Dims d = dims_of(grad_x, layout);
   const WindowAxes axes = window_axes(d, kernel, stride, padding, dilation, ceil_mode);
-  run_sum_backward(r, pool_problem(d, axes.rows, axes.cols, layout), axes.rows, grad_y, x, y, grad_x,
+  run_sum_backward(r, pool_problem(d, axes.rows, axes.cols, layout), axes.rows, axes.cols, grad_y, x, y, grad_x,
                    make_options(count_include_pad, divisor_override, norm_type), num_threads);
 }
 
@@ -263,7 +264,7 @@ void adaptive_avg_pool2d_backward(const py::array& grad_y, py::array& grad_x, in
   const Dims out = dims_of(grad_y, layout);
   const PoolAxisTable rows = make_adaptive_axis(d.h, out.h);
   const PoolAxisTable cols = make_adaptive_axis(d.w, out.w);
-  run_sum_backward(Reduction::avg, pool_problem(d, rows, cols, layout), rows, grad_y, std::nullopt,
+  run_sum_backward(Reduction::avg, pool_problem(d, rows, cols, layout), rows, cols, grad_y, std::nullopt,
                    std::nullopt, grad_x, make_options(false, 0, 2.0), num_threads);
 }
 

@@ -98,13 +98,13 @@ template <class T>
 using MaxPool2dBackwardFn = bool (*)(const Pool2dProblem& problem, const T* grad_y,
                                      const int64_t* indices, T* grad_x, int num_threads);
 
-// Average or Lp pooling backward. rows lists, for each input row, the output rows
-// whose windows hold it. x and y (the forward input and output) are read by Lp
-// pooling only and may be null for average pooling.
+// Average or Lp pooling backward. rows (cols) lists, for each input row (column),
+// the output rows (columns) whose windows hold it. x and y (the forward input and
+// output) are read by Lp pooling only and may be null for average pooling.
 template <class T>
-using SumPool2dBackwardFn = void (*)(const Pool2dProblem& problem, const PoolAxisInverse& rows, const T* grad_y,
-                                     const T* x, const T* y, T* grad_x, const PoolOptions& options,
-                                     int num_threads);
+using SumPool2dBackwardFn = void (*)(const Pool2dProblem& problem, const PoolAxisInverse& rows,
+                                     const PoolAxisInverse& cols, const T* grad_y, const T* x, const T* y,
+                                     T* grad_x, const PoolOptions& options, int num_threads);
 
 // Packed weights for repeated convolutions: their size in elements, the packing,
 // and conv2d taking them in place of the weight (same signature as Conv2dFn). The
