@@ -282,6 +282,53 @@ def test_max_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
         assert np.array_equal(np.signbit(got)[numbers], np.signbit(want)[numbers])
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("outputs", [7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 95, 127, 128, 129, 150])
+def test_max_pool2d_nchw_3x3_stride2_rows(isa, dtype, outputs):
+    """NCHW 3-wide windows at column stride 2 (the ResNet stem pool): rows split
+    into even and odd columns, groups of four vectors, an overlapping last vector,
+    padding 0 and 1 on the left, any right edge; window rows at stride 1 and 2 with
+    the top and bottom in the padding. NaN wins (a block with one is made again
+    tracking NaN lanes), infinities are values, and +-0 ties keep the first tap."""
+    rng = np.random.default_rng(outputs)
+    for width, pad, stride_h, ceil_mode in [
+        (2 * outputs + 1, 0, 2, False),
+        (2 * outputs, 1, 2, False),
+        (2 * outputs - 1, 1, 1, False),
+        (2 * outputs + 2, (1, 0), 2, True),
+        (2 * outputs - 1, ((0, 1), (1, 0)), 2, True),
+    ]:
+        case = simple_case("NCHW", dtype, n=1, c=2, h=7, w=width, kernel=(3, 3), stride=(stride_h, 2),
+                           dilation=(1, 1), padding=pad, ceil_mode=ceil_mode)
+        x = case.x(width, "ties")
+        flat = x.reshape(-1)
+        for value in (np.nan, -np.inf, np.inf, 0.0, -0.0):
+            flat[rng.integers(0, flat.size, 4)] = value
+        got, _ = check_max(case, x)
+        want = ref.max_pool2d(x, *case.ref_args())
+        numbers = ~np.isnan(want)
+        assert np.array_equal(np.signbit(got)[numbers], np.signbit(want)[numbers])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("pad", [0, 1])
+def test_max_pool2d_nchw_3x3_stride2_nan_in_every_column(isa, dtype, pad):
+    """One NaN, or +inf and -inf together, in each column in turn of a row long
+    enough for two groups of vectors: every window that reads it is NaN (or the
+    infinity that wins), whichever vector, group edge or moved-in lane reads it."""
+    width = 2 * 150 + 1 - pad
+    base = np.random.default_rng(pad).standard_normal((1, 1, 3, width)).astype(dtype)
+    for col in range(width):
+        for values in ((np.nan,), (np.inf, -np.inf)):
+            x = base.copy()
+            x[0, 0, 1, col] = values[0]
+            if len(values) > 1:
+                x[0, 0, 0, width - 1 - col] = values[1]
+            got = convpool.max_pool2d(x, 3, stride=2, padding=pad)
+            want = ref.max_pool2d(x, (3, 3), (2, 2), ((pad, pad), (pad, pad)))
+            assert_identical(got, want, f"column {col}, {values}: ")
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("channels", [3, 129])
