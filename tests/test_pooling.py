@@ -168,6 +168,17 @@ def check_max(case: PoolCase, x: np.ndarray, *, x_transform=None, out=None):
     return got, idx
 
 
+def check_max_signs(case: PoolCase, x: np.ndarray) -> None:
+    """check_max, and the sign of every non-NaN result, with and without indices
+    (the paths differ; assert_identical takes -0.0 == +0.0)."""
+    got, _ = check_max(case, x)
+    alone = from_layout(convpool.max_pool2d(to_layout(x, case.layout), **case.kwargs()), case.layout)
+    want = ref.max_pool2d(x, *case.ref_args())
+    numbers = ~np.isnan(want)
+    assert np.array_equal(np.signbit(from_layout(got, case.layout))[numbers], np.signbit(want)[numbers])
+    assert np.array_equal(np.signbit(alone)[numbers], np.signbit(want)[numbers])
+
+
 def check_avg(case: PoolCase, x: np.ndarray, *, count_include_pad=True, divisor_override=None,
               x_transform=None, out=None):
     x_in = to_layout(x, case.layout)
@@ -276,10 +287,7 @@ def test_max_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
         flat = x.reshape(-1)
         for value in (np.nan, -np.inf, np.inf, 0.0, -0.0):
             flat[rng.integers(0, flat.size, 6)] = value
-        got, _ = check_max(case, x)
-        want = ref.max_pool2d(x, *case.ref_args())
-        numbers = ~np.isnan(want)
-        assert np.array_equal(np.signbit(got)[numbers], np.signbit(want)[numbers])
+        check_max_signs(case, x)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
@@ -287,46 +295,50 @@ def test_max_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
 def test_max_pool2d_nchw_3x3_stride2_rows(isa, dtype, outputs):
     """NCHW 3-wide windows at column stride 2 (the ResNet stem pool): rows split
     into even and odd columns, groups of four vectors, an overlapping last vector,
-    padding 0 and 1 on the left, any right edge; window rows at stride 1 and 2 with
-    the top and bottom in the padding. NaN wins (a block with one is made again
-    tracking NaN lanes), infinities are values, and +-0 ties keep the first tap."""
+    padding 0 and 1 on the left, any right edge; window heights 2, 3 and 5, row
+    strides 1 and 2, row dilation, the top and bottom in the padding. NaN wins (a
+    block with one is made again tracking NaN lanes), infinities are values, and
+    +-0 ties keep the first tap."""
     rng = np.random.default_rng(outputs)
-    for width, pad, stride_h, ceil_mode in [
-        (2 * outputs + 1, 0, 2, False),
-        (2 * outputs, 1, 2, False),
-        (2 * outputs - 1, 1, 1, False),
-        (2 * outputs + 2, (1, 0), 2, True),
-        (2 * outputs - 1, ((0, 1), (1, 0)), 2, True),
+    for width, pad, kernel_h, stride_h, dilation_h, ceil_mode in [
+        (2 * outputs + 1, 0, 3, 2, 1, False),
+        (2 * outputs, 1, 3, 2, 1, False),
+        (2 * outputs - 1, 1, 3, 1, 1, False),
+        (2 * outputs + 2, (1, 0), 2, 2, 1, True),
+        (2 * outputs, (0, 1), 3, 2, 1, True),
+        (2 * outputs - 1, ((0, 1), (1, 0)), 3, 2, 1, True),
+        (2 * outputs, ((2, 2), (1, 1)), 5, 2, 1, False),
+        (2 * outputs, 1, 3, 1, 2, False),
     ]:
-        case = simple_case("NCHW", dtype, n=1, c=2, h=7, w=width, kernel=(3, 3), stride=(stride_h, 2),
-                           dilation=(1, 1), padding=pad, ceil_mode=ceil_mode)
+        case = simple_case("NCHW", dtype, n=1, c=2, h=9, w=width, kernel=(kernel_h, 3), stride=(stride_h, 2),
+                           dilation=(dilation_h, 1), padding=pad, ceil_mode=ceil_mode)
         x = case.x(width, "ties")
         flat = x.reshape(-1)
         for value in (np.nan, -np.inf, np.inf, 0.0, -0.0):
             flat[rng.integers(0, flat.size, 4)] = value
-        got, _ = check_max(case, x)
-        want = ref.max_pool2d(x, *case.ref_args())
-        numbers = ~np.isnan(want)
-        assert np.array_equal(np.signbit(got)[numbers], np.signbit(want)[numbers])
+        check_max_signs(case, x)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("pad", [0, 1])
-def test_max_pool2d_nchw_3x3_stride2_nan_in_every_column(isa, dtype, pad):
+@pytest.mark.parametrize("outputs", [65, 127, 150])
+def test_max_pool2d_nchw_3x3_stride2_nan_in_every_column(isa, dtype, pad, outputs):
     """One NaN, or +inf and -inf together, in each column in turn of a row long
-    enough for two groups of vectors: every window that reads it is NaN (or the
-    infinity that wins), whichever vector, group edge or moved-in lane reads it."""
-    width = 2 * 150 + 1 - pad
-    base = np.random.default_rng(pad).standard_normal((1, 1, 3, width)).astype(dtype)
-    for col in range(width):
-        for values in ((np.nan,), (np.inf, -np.inf)):
-            x = base.copy()
-            x[0, 0, 1, col] = values[0]
-            if len(values) > 1:
-                x[0, 0, 0, width - 1 - col] = values[1]
-            got = convpool.max_pool2d(x, 3, stride=2, padding=pad)
-            want = ref.max_pool2d(x, (3, 3), (2, 2), ((pad, pad), (pad, pad)))
-            assert_identical(got, want, f"column {col}, {values}: ")
+    enough for two groups of vectors (ending in one overlapping vector, or a rest
+    of up to four): every window that reads it is NaN (or the infinity that wins),
+    whichever vector, group edge or moved-in lane reads it. Even widths with
+    padding 0 and ceil mode put the last window's third tap in the padding."""
+    for width, ceil_mode in ((2 * outputs + 1 - pad, False), (2 * outputs, pad == 0)):
+        base = np.random.default_rng(pad).standard_normal((1, 1, 3, width)).astype(dtype)
+        for col in range(width):
+            for values in ((np.nan,), (np.inf, -np.inf)):
+                x = base.copy()
+                x[0, 0, 1, col] = values[0]
+                if len(values) > 1:
+                    x[0, 0, 0, width - 1 - col] = values[1]
+                got = convpool.max_pool2d(x, 3, stride=2, padding=pad, ceil_mode=ceil_mode)
+                want = ref.max_pool2d(x, (3, 3), (2, 2), ((pad, pad), (pad, pad)), ceil_mode=ceil_mode)
+                assert_identical(got, want, f"width {width}, column {col}, {values}: ")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
