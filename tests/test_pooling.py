@@ -168,6 +168,14 @@ def check_max(case: PoolCase, x: np.ndarray, *, x_transform=None, out=None):
     return got, idx
 
 
+def with_specials(x: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """x with NaN, -inf, +inf, +0.0 and -0.0 each written at `count` random places."""
+    flat = x.reshape(-1)
+    for value in (np.nan, -np.inf, np.inf, 0.0, -0.0):
+        flat[rng.integers(0, flat.size, count)] = value
+    return x
+
+
 def check_max_signs(case: PoolCase, x: np.ndarray) -> None:
     """check_max, and the sign of every non-NaN result, with and without indices
     (the paths differ; assert_identical takes -0.0 == +0.0)."""
@@ -283,11 +291,7 @@ def test_max_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
                                   (2 * outputs + 1, ((0, 1), (1, 0)), True)]:
         case = simple_case("NCHW", dtype, n=1, c=2, h=5, w=width, kernel=(2, 2), stride=(2, 2), dilation=(1, 1),
                            padding=pad, ceil_mode=ceil_mode)
-        x = case.x(width, "ties")
-        flat = x.reshape(-1)
-        for value in (np.nan, -np.inf, np.inf, 0.0, -0.0):
-            flat[rng.integers(0, flat.size, 6)] = value
-        check_max_signs(case, x)
+        check_max_signs(case, with_specials(case.x(width, "ties"), rng, 6))
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
@@ -312,11 +316,7 @@ def test_max_pool2d_nchw_3x3_stride2_rows(isa, dtype, outputs):
     ]:
         case = simple_case("NCHW", dtype, n=1, c=2, h=9, w=width, kernel=(kernel_h, 3), stride=(stride_h, 2),
                            dilation=(dilation_h, 1), padding=pad, ceil_mode=ceil_mode)
-        x = case.x(width, "ties")
-        flat = x.reshape(-1)
-        for value in (np.nan, -np.inf, np.inf, 0.0, -0.0):
-            flat[rng.integers(0, flat.size, 4)] = value
-        check_max_signs(case, x)
+        check_max_signs(case, with_specials(case.x(width, "ties"), rng, 4))
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
