@@ -1,6 +1,7 @@
 // FMA throughput probe built with the avx2 flags (see CMakeLists.txt).
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "convpool/kernel_types.hpp"

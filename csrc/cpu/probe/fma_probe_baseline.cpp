@@ -1,6 +1,7 @@
 // FMA throughput probe built with the baseline flags (see CMakeLists.txt).
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "convpool/kernel_types.hpp"
