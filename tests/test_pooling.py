@@ -320,6 +320,35 @@ def test_max_pool2d_nchw_3x3_stride2_rows(isa, dtype, outputs):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("outputs", [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 15, 16, 17])
+def test_max_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
+    """NCHW rows with fewer outputs than a register holds (MNIST's 24 x 24 and
+    CIFAR's 16 x 16 planes): half and quarter registers, the last one overlapping,
+    after whatever whole registers cover; column strides 1 and 2, window widths 2,
+    3 and 4, padding, column dilation and ceil mode. NaN, infinities and +-0 are
+    planted at random, and NaN in each column in turn."""
+    rng = np.random.default_rng(outputs)
+    for kernel, stride, pad, dilation, ceil_mode in [
+        (2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 1, True), (2, 1, 0, 1, False),
+        (3, 1, 1, 1, False), (4, 1, 0, 1, False), (3, 2, 1, 2, False), (3, 1, 0, 2, True),
+        ((2, 3), (2, 2), (0, 1), 1, False), ((3, 2), (1, 2), (1, 0), 1, True),
+    ]:
+        kernel, stride, pad = (v if isinstance(v, tuple) else (v, v) for v in (kernel, stride, pad))
+        width = (outputs - 1) * stride[1] + (kernel[1] - 1) * dilation + 1 - 2 * pad[1]
+        if width < 1:
+            continue
+        case = simple_case("NCHW", dtype, n=2, c=3, h=7, w=width, kernel=kernel, stride=stride,
+                           dilation=(1, dilation), padding=pad, ceil_mode=ceil_mode)
+        check_max_signs(case, with_specials(case.x(width, "ties"), rng, 3))
+        base = rng.standard_normal((1, 1, 4, width)).astype(dtype)
+        for col in range(width):
+            x = base.copy()
+            x[0, 0, 1, col] = np.nan
+            got = convpool.max_pool2d(x, **case.kwargs())
+            assert_identical(got, ref.max_pool2d(x, *case.ref_args()), f"width {width}, NaN in column {col}: ")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("pad", [0, 1])
 @pytest.mark.parametrize("outputs", [65, 127, 150])
 def test_max_pool2d_nchw_3x3_stride2_nan_in_every_column(isa, dtype, pad, outputs):
