@@ -588,6 +588,36 @@ def test_avg_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
         check_avg(case, x, divisor_override=3)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("outputs", [1, 3, 4, 5, 7, 8, 9, 12, 13, 15, 16, 17])
+def test_avg_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
+    """NCHW rows with fewer outputs than a register of floats holds: blocks of one
+    register of double sums, the last one overlapping; column strides 1 and 2,
+    window widths 2 to 4, padding, column dilation, ceil mode and every divisor
+    rule. On inputs whose sums are exact, float32 results are the float64 quotient
+    rounded once, bit for bit."""
+    rng = np.random.default_rng(outputs)
+    for kernel, stride, pad, dilation, ceil_mode in [
+        (2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 1, True), (2, 1, 0, 1, False),
+        (3, 1, 1, 1, False), (4, 1, 0, 1, False), (3, 2, 1, 2, False), ((2, 3), (2, 2), (0, 1), 1, True),
+    ]:
+        kernel, stride, pad = (v if isinstance(v, tuple) else (v, v) for v in (kernel, stride, pad))
+        width = (outputs - 1) * stride[1] + (kernel[1] - 1) * dilation + 1 - 2 * pad[1]
+        if width < 1:
+            continue
+        case = simple_case("NCHW", dtype, n=2, c=3, h=7, w=width, kernel=kernel, stride=stride,
+                           dilation=(1, dilation), padding=pad, ceil_mode=ceil_mode)
+        x = case.x(width)
+        check_avg(case, x, count_include_pad=True)
+        check_avg(case, x, count_include_pad=False)
+        check_avg(case, x, divisor_override=3)
+        grid = (rng.integers(-4000, 4000, size=x.shape) / 64.0).astype(dtype)
+        for count_include_pad in (True, False):
+            got = convpool.avg_pool2d(grid, count_include_pad=count_include_pad, **case.kwargs())
+            want = ref.avg_pool2d(grid.astype(F64), *case.ref_args(), count_include_pad=count_include_pad)
+            assert_identical(got, want.astype(dtype), f"width {width}: ")
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kernel,stride,pad", [((2, 2), (2, 2), 0), ((3, 3), (1, 1), 1), ((3, 3), (2, 2), 1)])
 def test_avg_pool2d_float32_rounds_once(isa, layout, kernel, stride, pad):
