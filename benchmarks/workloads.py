@@ -156,6 +156,8 @@ def catalogue() -> List[Workload]:
         *conv("mnist3x3_1to32@28", 1, 32, 28, 3, n=64),
         *conv("mnist3x3_32to64@26", 32, 64, 26, 3, n=64),
         *conv("mnist3x3_64to64@24", 64, 64, 24, 3, n=64, tags=("dense3x3",)),
+        *pool("mnist_maxpool2x2_64@22", "max_pool", 64, 22, 2, stride=2, n=64,
+              note="pools the last MNIST conv: NCHW rows narrower than a register"),
         # VGG.
         *conv("vgg3x3_128to128@112", 128, 128, 112, 3, padding=1,
               tags=("dense3x3", "large", "memory"), note="VGG block 2"),
