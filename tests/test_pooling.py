@@ -845,6 +845,49 @@ def test_global_pools(isa, layout, dtype):
                       reduction_atol(dtype, 5 * 33, magnitude, F64))
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("h,w", [(1, 4), (1, 15), (2, 8), (3, 7), (1, 33), (4, 16), (5, 13), (7, 7), (8, 17),
+                                 (11, 40), (14, 14), (22, 22), (3, 130)])
+def test_nchw_global_and_adaptive_windows_in_vector_runs(isa, dtype, h, w):
+    """NCHW global windows (one run over the whole plane) and long adaptive windows
+    (a run per window row) are reduced in registers: runs around the vector widths
+    and their multiples, a short last part. Max: NaN wins wherever it is, a zero
+    maximum keeps the sign of the first zero; sums (avg, Lp with p = 1, 2) are
+    exact where every partial sum is: the result is the float64 sum divided once."""
+    rng = np.random.default_rng(h * 1000 + w)
+    x = with_specials(rng.standard_normal((2, 3, h, w)).astype(dtype), rng, 2)
+    zeros = np.zeros((2, 3, h, w), dtype=dtype)
+    zeros[rng.random(zeros.shape) < 0.5] = -0.0  # maxima of +-0: the first zero's sign,
+    zeros[1, :, 0, : min(w, 3)] = -1.0  # which is not always in a vector's first lane
+    zeros[0, 0] = -np.arange(h * w, dtype=dtype).reshape(h, w)  # one plane starting -0.0, 0, -1, ...
+    grid = (rng.integers(-4000, 4000, size=(2, 3, h, w)) / 64.0).astype(dtype)
+    adaptive = [(1, 1), (2, 1), (1, 2), (3, 2)]
+    for data in (x, zeros, grid):
+        got = convpool.global_max_pool2d(data)
+        want = ref.global_max_pool2d(data)
+        assert_identical(got, want)
+        assert np.array_equal(np.signbit(got), np.signbit(want))
+        for out_hw in adaptive:
+            got = convpool.adaptive_max_pool2d(data, out_hw)
+            want = ref.adaptive_max_pool2d(data, out_hw)
+            assert_identical(got, want, f"adaptive max {out_hw}: ")
+            numbers = ~np.isnan(want)
+            assert np.array_equal(np.signbit(got)[numbers], np.signbit(want)[numbers])
+    # Sums: float64 sums of these values are exact, so each result is correctly rounded.
+    assert_identical(convpool.global_avg_pool2d(grid), ref.global_avg_pool2d(grid.astype(F64)).astype(dtype))
+    for out_hw in adaptive:
+        assert_identical(convpool.adaptive_avg_pool2d(grid, out_hw),
+                         ref.adaptive_avg_pool2d(grid.astype(F64), out_hw).astype(dtype), f"adaptive avg {out_hw}: ")
+    for p in (1.0, 2.0):  # p = 2: the square root of the exact sum
+        assert_identical(convpool.lp_pool2d(grid, p, (h, w)),
+                         ref.lp_pool2d(grid.astype(F64), p, (h, w), (h, w), ((0, 0), (0, 0))).astype(dtype))
+    # NaN and infinities propagate through the sums.
+    got = convpool.global_avg_pool2d(x)
+    want = ref.global_avg_pool2d(x)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+
+
 # ----------------------------------------------------------------------------- documented examples
 # Expected values are the worked examples of docs/semantics.md.
 
