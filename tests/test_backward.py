@@ -31,6 +31,7 @@ from conftest import (
     LAYOUTS,
     SIMD_SIZES,
     TOL_C,
+    assert_identical,
     assert_within,
     eps,
     examples,
@@ -469,6 +470,42 @@ def test_avg_pool2d_backward_special_values(isa, layout, dtype):
         magnitude = ref.avg_pool2d_backward(np.where(np.isfinite(gy), abs64(gy), 0.0), shape, kernel, stride,
                                             ((padding, padding), (padding, padding)), (1, 1), False, True, None)
         assert_within(got[finite], want[finite], reduction_atol(np.dtype(dtype), 4, magnitude, acc_dtype=F64)[finite])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("width", [3, 8, 11, 22, 31, 32, 33, 56, 70])
+def test_avg_pool2d_backward_nchw_planes(isa, dtype, threads, width):
+    """NCHW average pooling over regular windows, a plane at a time: every input
+    gathers its outputs' shares from rows spread out to the window starts, vectors
+    of inputs side by side and a last one overlapping. Column strides 1 to 3,
+    kernels 1 to 4, dilation, padding on either side, ceil mode and every divisor
+    rule. The shares are added in the order of the NHWC kernel (ascending outputs),
+    so both layouts give the same bits; against the reference, within the
+    float64 sum's rounding."""
+    rng = np.random.default_rng(width)
+    for kernel, stride, dilation, pads, ceil_mode in [
+        ((3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), False), ((2, 2), (2, 2), (1, 1), ((0, 0), (0, 0)), False),
+        ((3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), True), ((1, 4), (1, 3), (1, 1), ((0, 0), (2, 1)), True),
+        ((2, 3), (1, 1), (1, 2), ((1, 0), (0, 2)), False), ((3, 2), (2, 1), (1, 1), ((0, 1), (1, 0)), False),
+    ]:
+        shape = (2, 17, 7, width)
+        out_hw = output_hw(shape[2:], kernel, stride, dilation, pads, ceil_mode)
+        if out_hw is None:
+            continue
+        gy = random_array(rng, (2, 17) + out_hw, dtype)
+        for count_include_pad, divisor_override in ((True, None), (False, None), (True, 3)):
+            args = (kernel, stride, pads, dilation, ceil_mode, count_include_pad, divisor_override)
+            kw = dict(kernel_size=kernel, stride=stride, padding=pads, dilation=dilation, ceil_mode=ceil_mode,
+                      count_include_pad=count_include_pad, divisor_override=divisor_override)
+            with convpool.threads(threads):
+                got = convpool.avg_pool2d_backward(gy, shape, **kw)
+                nhwc = run_layout(convpool.avg_pool2d_backward, "NHWC", gy, input_shape=layout_shape(shape, "NHWC"),
+                                  layout="NHWC", **kw)
+            assert_identical(got, nhwc, f"{args}: NCHW vs NHWC: ")
+            want = ref.avg_pool2d_backward(gy, shape, *args)
+            magnitude = ref.avg_pool2d_backward(abs64(gy), shape, *args)
+            assert_within(got, want, reduction_atol(np.dtype(dtype), kernel[0] * kernel[1], magnitude, acc_dtype=F64))
 
 
 # ----------------------------------------------------------------------------- lp
