@@ -349,6 +349,29 @@ def test_max_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("outputs", [3, 4, 6, 9, 16, 21, 40])
+def test_max_pool2d_nchw_indices_in_vectors(isa, dtype, outputs):
+    """NCHW max pooling with indices, vectors of outputs (whole, half and quarter
+    registers, the last overlapping): each tap takes the lanes where it is larger
+    or NaN (unless a NaN came first), index and all. A NaN, then a tie of two
+    maxima, in each column in turn of a window row; column strides 1 and 2, window
+    widths 2 to 4, column dilation, padding."""
+    for kernel, stride, pad, dilation in [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (4, 1, 0, 1), (3, 2, 0, 2)]:
+        width = (outputs - 1) * stride + (kernel - 1) * dilation + 1 - 2 * pad
+        base = np.random.default_rng(width).standard_normal((1, 1, 4, width)).astype(dtype)
+        args = ((kernel, kernel), (stride, stride), ((pad, pad), (pad, pad)), (1, dilation))
+        for col in range(width):
+            for row, value in ((1, np.nan), (0, np.inf)):
+                x = base.copy()
+                x[0, 0, row, col] = value
+                x[0, 0, row + 1, width - 1 - col] = value  # a second NaN, or a tie, later in some window
+                got, idx = convpool.max_pool2d(x, kernel, stride, pad, (1, dilation), return_indices=True)
+                want, want_idx = ref.max_pool2d(x, *args, return_indices=True)
+                assert_identical(got, want, f"width {width}, column {col}, {value}: ")
+                assert_identical(idx, want_idx, f"width {width}, column {col}, {value}: indices: ")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("pad", [0, 1])
 @pytest.mark.parametrize("outputs", [65, 127, 150])
 def test_max_pool2d_nchw_3x3_stride2_nan_in_every_column(isa, dtype, pad, outputs):
