@@ -350,12 +350,13 @@ def test_max_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("outputs", [3, 4, 6, 9, 16, 21, 40])
-def test_max_pool2d_nchw_indices_in_vectors(isa, dtype, outputs):
-    """NCHW max pooling with indices, vectors of outputs (whole, half and quarter
-    registers, the last overlapping): each tap takes the lanes where it is larger
-    or NaN (unless a NaN came first), index and all. A NaN, then a tie of two
-    maxima, in each column in turn of a window row; column strides 1 and 2, window
-    widths 2 to 4, column dilation, padding."""
+def test_max_pool2d_indices_in_vectors(isa, dtype, outputs):
+    """Max pooling with indices, in vectors: of outputs in NCHW (whole, half and
+    quarter registers, the last overlapping), of channels in NHWC. Each tap takes
+    the lanes where it is larger or NaN (unless a NaN came first), index and all.
+    NCHW: a NaN, then a tie of two maxima, in each column in turn of a window row;
+    NHWC: NaN, infinities and +-0 at random. Column strides 1 and 2, window widths
+    2 to 4, column dilation, padding."""
     for kernel, stride, pad, dilation in [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (4, 1, 0, 1), (3, 2, 0, 2)]:
         width = (outputs - 1) * stride + (kernel - 1) * dilation + 1 - 2 * pad
         base = np.random.default_rng(width).standard_normal((1, 1, 4, width)).astype(dtype)
@@ -369,6 +370,10 @@ def test_max_pool2d_nchw_indices_in_vectors(isa, dtype, outputs):
                 want, want_idx = ref.max_pool2d(x, *args, return_indices=True)
                 assert_identical(got, want, f"width {width}, column {col}, {value}: ")
                 assert_identical(idx, want_idx, f"width {width}, column {col}, {value}: indices: ")
+        # NHWC: vectors of channels, four or one at a time, then the rest one by one.
+        case = simple_case("NHWC", dtype, n=1, c=4 * 16 + 16 + 5, h=4, w=width, kernel=(kernel, kernel),
+                           stride=(stride, stride), dilation=(1, dilation), padding=pad, ceil_mode=False)
+        check_max_signs(case, with_specials(case.x(width, "ties"), np.random.default_rng(outputs), 40))
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
