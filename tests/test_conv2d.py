@@ -473,6 +473,24 @@ def assert_same_specials(got, want, atol):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("k", [1, 2, 6, 8, 9])
+def test_conv2d_one_input_channel_few_filters(isa, layout, dtype, k):
+    """One input channel, no groups, up to 8 filters (LeNet's 1 -> 6 5x5): a dense
+    conv, not a depthwise one with a channel multiplier, in both layouts, with and
+    without packed weights."""
+    for kernel, stride, padding, w in (((5, 5), (1, 1), ((2, 2), (2, 2)), 28), ((3, 3), (2, 2), ((1, 1), (1, 1)), 33)):
+        case = simple_case(layout, dtype, n=3, c=1, k=k, h=9, w=w, kernel=kernel, stride=stride, dilation=(1, 1),
+                           padding=padding)
+        check_conv(case, seed=k)
+        x, weight, _ = case.arrays(k)
+        x = to_layout(x, layout)
+        packed = convpool.pack_weight(weight)
+        assert_identical(convpool.conv2d(x, packed, stride=stride, padding=padding, layout=layout),
+                         convpool.conv2d(x, weight, stride=stride, padding=padding, layout=layout))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("prepacked", [False, True])
 @pytest.mark.parametrize(("c", "k", "groups", "kernel", "stride", "dilation"), [
     (64, 20, 1, (3, 3), (1, 1), (1, 1)),   # dense rows kernel, channel tiles
