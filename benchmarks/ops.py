@@ -166,6 +166,42 @@ class PoolForward(OpBench):
         return lambda: fn(self.x, self.pair_kernel, self.pair_stride, self.pads)
 
 
+class MaxPoolIndices(PoolForward):
+    """Max pooling that also returns the int64 argmax indices, as a training forward
+    does (convpool.layers.MaxPool2D; PyTorch's autograd keeps them too)."""
+
+    @property
+    def is_max(self) -> bool:
+        return True
+
+    def work(self) -> Tuple[float, str]:
+        wl = self.wl
+        out = wl.output_shape("NCHW")
+        return float(self.nbytes(wl.input_shape("NCHW")) + self.nbytes(out) + self.nbytes(out, 8)), "byte"
+
+    def convpool_fn(self) -> Fn:
+        wl, x = self.wl, self.x_cp
+        return lambda: convpool.max_pool2d(x, wl.kernel, wl.stride, wl.padding, return_indices=True,
+                                           layout=self.layout)
+
+    def torch_fn(self) -> Fn:
+        F, wl = self.torch.nn.functional, self.wl
+        xt = self.tensor(self.x)
+        return self.torch_no_grad(lambda: F.max_pool2d(xt, wl.kernel, wl.stride, wl.padding, return_indices=True))
+
+    def reference_fn(self) -> Fn:
+        return lambda: ref.max_pool2d(self.x, self.pair_kernel, self.pair_stride, self.pads, return_indices=True)
+
+    def convpool_outputs(self, result: Any) -> List[np.ndarray]:
+        return [to_nchw(r, self.layout) for r in result]
+
+    def torch_outputs(self, result: Any) -> List[np.ndarray]:
+        return [tensor_to_numpy(t) for t in result]
+
+    def reference_outputs(self, result: Any) -> List[np.ndarray]:
+        return list(result)
+
+
 class BackwardBench(OpBench):
     """A random upstream gradient in the forward output's shape."""
 
@@ -264,6 +300,7 @@ BENCHES: Dict[str, Type[OpBench]] = {
     "conv": ConvForward,
     "max_pool": PoolForward,
     "avg_pool": PoolForward,
+    "max_pool_idx": MaxPoolIndices,
     "conv_bwd": ConvBackward,
     "max_pool_bwd": MaxPoolBackward,
     "avg_pool_bwd": AvgPoolBackward,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import FrozenSet, Iterable, Iterator, List, Sequence, Tuple
 
 CONV_OPS = ("conv", "conv_bwd")
-POOL_OPS = ("max_pool", "avg_pool", "max_pool_bwd", "avg_pool_bwd")
+POOL_OPS = ("max_pool", "avg_pool", "max_pool_idx", "max_pool_bwd", "avg_pool_bwd")
 BACKWARD_OPS = ("conv_bwd", "max_pool_bwd", "avg_pool_bwd")
 
 # The downsampling claim: strided conv vs (stride-1 conv + 2x2 max pool), same batch.
@@ -31,7 +31,7 @@ class Workload:
     """One operation on one input shape. ``hw`` is the input height = width."""
 
     name: str
-    op: str  # conv | max_pool | avg_pool | conv_bwd | max_pool_bwd | avg_pool_bwd
+    op: str  # conv | max_pool | avg_pool | max_pool_idx | conv_bwd | max_pool_bwd | avg_pool_bwd
     n: int
     c: int
     hw: int
@@ -170,6 +170,9 @@ def catalogue() -> List[Workload]:
               float64=True, note="DenseNet transition"),
         *pool("avgpool3x3s1p1_128@56", "avg_pool", 128, 56, 3, stride=1, padding=1,
               tags=("large",), note="Inception branch pool"),
+        # A training forward: max pooling with int64 indices (for information, no target).
+        *pool("maxpool3x3s2p1_idx_64@112", "max_pool_idx", 64, 112, 3, stride=2, padding=1,
+              note="the ResNet stem pool with indices"),
         # Backward (PyTorch side: autograd of the same op, forward excluded).
         *backward("bwd_conv3x3_64to64@56", "conv_bwd", 64, 56, 3, padding=1, k=64,
                   tags=("large",), float64=True, note="input + weight grad"),
