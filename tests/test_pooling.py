@@ -149,6 +149,22 @@ def simple_case(layout="NCHW", dtype=np.float32, **changes) -> PoolCase:
     return PoolCase(**base)
 
 
+def narrow_row_cases(dtype, outputs: int):
+    """(input width, NCHW case) for rows of `outputs` outputs, for window geometries
+    (kernel, stride, padding, column dilation, ceil mode; an int is an equal pair)
+    with column strides 1 and 2, widths 2 to 4, dilation and ceil mode."""
+    for kernel, stride, pad, dilation, ceil_mode in [
+        (2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 1, True), (2, 1, 0, 1, False),
+        (3, 1, 1, 1, False), (4, 1, 0, 1, False), (3, 2, 1, 2, False), (3, 1, 0, 2, True),
+        ((2, 3), (2, 2), (0, 1), 1, True), ((3, 2), (1, 2), (1, 0), 1, True),
+    ]:
+        kernel, stride, pad = (v if isinstance(v, tuple) else (v, v) for v in (kernel, stride, pad))
+        width = (outputs - 1) * stride[1] + (kernel[1] - 1) * dilation + 1 - 2 * pad[1]
+        if width >= 1:
+            yield width, simple_case("NCHW", dtype, n=2, c=3, h=7, w=width, kernel=kernel, stride=stride,
+                                     dilation=(1, dilation), padding=pad, ceil_mode=ceil_mode)
+
+
 # ----------------------------------------------------------------------------- checks
 
 
@@ -328,17 +344,7 @@ def test_max_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
     3 and 4, padding, column dilation and ceil mode. NaN, infinities and +-0 are
     planted at random, and NaN in each column in turn."""
     rng = np.random.default_rng(outputs)
-    for kernel, stride, pad, dilation, ceil_mode in [
-        (2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 1, True), (2, 1, 0, 1, False),
-        (3, 1, 1, 1, False), (4, 1, 0, 1, False), (3, 2, 1, 2, False), (3, 1, 0, 2, True),
-        ((2, 3), (2, 2), (0, 1), 1, False), ((3, 2), (1, 2), (1, 0), 1, True),
-    ]:
-        kernel, stride, pad = (v if isinstance(v, tuple) else (v, v) for v in (kernel, stride, pad))
-        width = (outputs - 1) * stride[1] + (kernel[1] - 1) * dilation + 1 - 2 * pad[1]
-        if width < 1:
-            continue
-        case = simple_case("NCHW", dtype, n=2, c=3, h=7, w=width, kernel=kernel, stride=stride,
-                           dilation=(1, dilation), padding=pad, ceil_mode=ceil_mode)
+    for width, case in narrow_row_cases(dtype, outputs):
         check_max_signs(case, with_specials(case.x(width, "ties"), rng, 3))
         base = rng.standard_normal((1, 1, 4, width)).astype(dtype)
         for col in range(width):
@@ -625,16 +631,7 @@ def test_avg_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
     rule. On inputs whose sums are exact, float32 results are the float64 quotient
     rounded once, bit for bit."""
     rng = np.random.default_rng(outputs)
-    for kernel, stride, pad, dilation, ceil_mode in [
-        (2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 1, True), (2, 1, 0, 1, False),
-        (3, 1, 1, 1, False), (4, 1, 0, 1, False), (3, 2, 1, 2, False), ((2, 3), (2, 2), (0, 1), 1, True),
-    ]:
-        kernel, stride, pad = (v if isinstance(v, tuple) else (v, v) for v in (kernel, stride, pad))
-        width = (outputs - 1) * stride[1] + (kernel[1] - 1) * dilation + 1 - 2 * pad[1]
-        if width < 1:
-            continue
-        case = simple_case("NCHW", dtype, n=2, c=3, h=7, w=width, kernel=kernel, stride=stride,
-                           dilation=(1, dilation), padding=pad, ceil_mode=ceil_mode)
+    for width, case in narrow_row_cases(dtype, outputs):
         x = case.x(width)
         check_avg(case, x, count_include_pad=True)
         check_avg(case, x, count_include_pad=False)
