@@ -293,6 +293,35 @@ def test_conv2d_depthwise_3x3_row_copies(isa, layout, dtype, stride_w):
         check_conv(case, seed=i)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("kernel_w,stride_w", [(3, 1), (3, 2), (5, 1), (5, 2)])
+def test_conv2d_depthwise_nhwc_pixel_tiles(isa, dtype, kernel_w, stride_w):
+    """NHWC depthwise with dilation 1 and 3- or 5-wide filters at column stride 1
+    or 2 (tiles of several pixels for narrow pixels, pixel by pixel for wide ones):
+    output widths around the tiles of 8 (AVX-512) or 6 pixels and their halves,
+    every left and right padding up to the filter width (border pixels on either
+    side, or no interior at all), input columns past the last window, filter
+    heights from 1 to past the tile's row limit (17), rows in the padding, channel
+    counts around the vector widths and the narrow-pixel limit (63 float32 / 31
+    float64 channels, and one past it), with and without bias."""
+    widths = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 16, 17, 19, 25)
+    limit = 256 // np.dtype(dtype).itemsize  # channels of the first pixel too wide for the tiles
+    channels = (1, 4, 8, 15, 16, 17, 33, limit - 1, limit)
+    combos = itertools.product(range(kernel_w), range(kernel_w), (1, 3, 5, 17), (0, 1))
+    for i, (pl, pr, kernel_h, extra) in enumerate(combos):
+        out_w = widths[i % len(widths)]
+        w = (out_w - 1) * stride_w + kernel_w - pl - pr + extra
+        c = channels[i % len(channels)]
+        pt = (i // 3) % kernel_h if kernel_h < 17 else 8
+        case = simple_case("NHWC", dtype, n=1 + i % 2, c=c, k=c, groups=c, h=3 + i % 4, w=w, kernel=(kernel_h, kernel_w),
+                           stride=(1 + i % 2, stride_w), dilation=(1, 1), padding=((pt, pt), (pl, pr)),
+                           bias=i % 2 == 0)
+        if w < 1 or output_hw((case.h, case.w), case.kernel, case.stride, case.dilation, case.pads) is None:
+            continue
+        with convpool.threads(1 + i % 2):
+            check_conv(case, seed=i)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_depthwise_mobilenet_shape(isa, layout, threads):
