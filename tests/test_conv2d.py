@@ -313,9 +313,9 @@ def test_conv2d_depthwise_nhwc_pixel_tiles(isa, dtype, kernel_w, stride_w):
         w = (out_w - 1) * stride_w + kernel_w - pl - pr + extra
         c = channels[i % len(channels)]
         pt = (i // 3) % kernel_h if kernel_h < 17 else 8
-        case = simple_case("NHWC", dtype, n=1 + i % 2, c=c, k=c, groups=c, h=3 + i % 4, w=w, kernel=(kernel_h, kernel_w),
-                           stride=(1 + i % 2, stride_w), dilation=(1, 1), padding=((pt, pt), (pl, pr)),
-                           bias=i % 2 == 0)
+        case = simple_case("NHWC", dtype, n=1 + i % 2, c=c, k=c, groups=c, h=3 + i % 4, w=w,
+                           kernel=(kernel_h, kernel_w), stride=(1 + i % 2, stride_w), dilation=(1, 1),
+                           padding=((pt, pt), (pl, pr)), bias=i % 2 == 0)
         if w < 1 or output_hw((case.h, case.w), case.kernel, case.stride, case.dilation, case.pads) is None:
             continue
         with convpool.threads(1 + i % 2):
