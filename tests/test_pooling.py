@@ -355,6 +355,31 @@ def test_max_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_max_pool2d_2x2_planes_of_narrow_rows(isa, dtype, threads):
+    """2x2/s2 max pooling without padding on NCHW planes whose output rows are
+    narrower than a register (made a whole plane at a time, one row per register,
+    with AVX-512): every output width up to one past the register, an unused last
+    input column and row (odd sizes), many planes; NaN, infinities and +-0 planted
+    at random, and one NaN at each position of a plane in turn."""
+    rng = np.random.default_rng(7)
+    for ow in range(1, 18):
+        for extra_w, extra_h in ((0, 0), (1, 1), (1, 0)):
+            h, w = 2 * (1 + ow % 4) + extra_h, 2 * ow + extra_w
+            case = simple_case("NCHW", dtype, n=3, c=5, h=h, w=w, kernel=(2, 2), stride=(2, 2), dilation=(1, 1),
+                               padding=0, ceil_mode=False)
+            with convpool.threads(threads):
+                check_max_signs(case, with_specials(case.x(w, "ties"), rng, 6))
+            if threads == 1:
+                base = rng.standard_normal((1, 1, h, w)).astype(dtype)
+                for pos in range(h * w):
+                    x = base.copy()
+                    x.reshape(-1)[pos] = np.nan
+                    got = convpool.max_pool2d(x, 2)
+                    assert_identical(got, ref.max_pool2d(x, *case.ref_args()), f"{h} x {w}, NaN at {pos}: ")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("outputs", [3, 4, 6, 9, 16, 21, 40])
 def test_max_pool2d_indices_in_vectors(isa, dtype, outputs):
     """Max pooling with indices, in vectors: of outputs in NCHW (whole, half and
