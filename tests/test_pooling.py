@@ -354,29 +354,56 @@ def test_max_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
             assert_identical(got, ref.max_pool2d(x, *case.ref_args()), f"width {width}, NaN in column {col}: ")
 
 
-@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
-@pytest.mark.parametrize("threads", [1, 2])
-def test_max_pool2d_2x2_planes_of_narrow_rows(isa, dtype, threads):
-    """2x2/s2 max pooling without padding on NCHW planes whose output rows are
-    narrower than a register (made a whole plane at a time, one row per register,
-    with AVX-512): every output width up to one past the register, an unused last
-    input column and row (odd sizes), many planes; NaN, infinities and +-0 planted
-    at random, and one NaN at each position of a plane in turn."""
-    rng = np.random.default_rng(7)
+def planes_of_narrow_rows(dtype):
+    """(height, width, NCHW case) for 2x2/s2 pooling without padding whose output
+    rows are narrower than a register (made a whole plane at a time, one row per
+    register, with AVX-512): every output width up to one past the register, and
+    an unused last input column and row (odd sizes)."""
     for ow in range(1, 18):
         for extra_w, extra_h in ((0, 0), (1, 1), (1, 0)):
             h, w = 2 * (1 + ow % 4) + extra_h, 2 * ow + extra_w
-            case = simple_case("NCHW", dtype, n=3, c=5, h=h, w=w, kernel=(2, 2), stride=(2, 2), dilation=(1, 1),
-                               padding=0, ceil_mode=False)
-            with convpool.threads(threads):
-                check_max_signs(case, with_specials(case.x(w, "ties"), rng, 6))
-            if threads == 1:
-                base = rng.standard_normal((1, 1, h, w)).astype(dtype)
-                for pos in range(h * w):
-                    x = base.copy()
-                    x.reshape(-1)[pos] = np.nan
-                    got = convpool.max_pool2d(x, 2)
-                    assert_identical(got, ref.max_pool2d(x, *case.ref_args()), f"{h} x {w}, NaN at {pos}: ")
+            yield h, w, simple_case("NCHW", dtype, n=3, c=5, h=h, w=w, kernel=(2, 2), stride=(2, 2),
+                                    dilation=(1, 1), padding=0, ceil_mode=False)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_max_pool2d_2x2_planes_of_narrow_rows(isa, dtype, threads):
+    """planes_of_narrow_rows, many planes: NaN, infinities and +-0 planted at
+    random, and one NaN at each position of a plane in turn."""
+    rng = np.random.default_rng(7)
+    for h, w, case in planes_of_narrow_rows(dtype):
+        with convpool.threads(threads):
+            check_max_signs(case, with_specials(case.x(w, "ties"), rng, 6))
+        if threads == 1:
+            base = rng.standard_normal((1, 1, h, w)).astype(dtype)
+            for pos in range(h * w):
+                x = base.copy()
+                x.reshape(-1)[pos] = np.nan
+                got = convpool.max_pool2d(x, 2)
+                assert_identical(got, ref.max_pool2d(x, *case.ref_args()), f"{h} x {w}, NaN at {pos}: ")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_avg_pool2d_2x2_planes_of_narrow_rows(isa, dtype, threads):
+    """planes_of_narrow_rows averaged, with every divisor rule; on inputs whose sums
+    are exact, the float64 quotient rounded once, bit for bit; a NaN or an infinity
+    reaches only its own window."""
+    rng = np.random.default_rng(8)
+    for h, w, case in planes_of_narrow_rows(dtype):
+        x = case.x(w)
+        grid = (rng.integers(-4000, 4000, size=x.shape) / 64.0).astype(dtype)
+        with convpool.threads(threads):
+            for opts in (dict(), dict(count_include_pad=False), dict(divisor_override=3)):
+                check_avg(case, x, **opts)
+                got = convpool.avg_pool2d(grid, **opts, **case.kwargs())
+                assert_identical(got, ref.avg_pool2d(grid.astype(F64), *case.ref_args(), **opts).astype(dtype))
+            specials = grid.copy()
+            specials.reshape(-1)[rng.integers(0, grid.size, 4)] = np.nan
+            specials.reshape(-1)[rng.integers(0, grid.size, 4)] = np.inf
+            got = convpool.avg_pool2d(specials, **case.kwargs())
+            assert_identical(got, ref.avg_pool2d(specials.astype(F64), *case.ref_args()).astype(dtype))
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
