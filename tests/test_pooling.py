@@ -369,8 +369,9 @@ def planes_of_narrow_rows(dtype):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_max_pool2d_2x2_planes_of_narrow_rows(isa, dtype, threads):
-    """planes_of_narrow_rows, many planes: NaN, infinities and +-0 planted at
-    random, and one NaN at each position of a plane in turn."""
+    """planes_of_narrow_rows, many planes, values and indices: ties, NaN,
+    infinities and +-0 planted at random, and one NaN at each position of a plane
+    in turn."""
     rng = np.random.default_rng(7)
     for h, w, case in planes_of_narrow_rows(dtype):
         with convpool.threads(threads):
@@ -380,8 +381,11 @@ def test_max_pool2d_2x2_planes_of_narrow_rows(isa, dtype, threads):
             for pos in range(h * w):
                 x = base.copy()
                 x.reshape(-1)[pos] = np.nan
-                got = convpool.max_pool2d(x, 2)
-                assert_identical(got, ref.max_pool2d(x, *case.ref_args()), f"{h} x {w}, NaN at {pos}: ")
+                got, idx = convpool.max_pool2d(x, 2, return_indices=True)
+                want, want_idx = ref.max_pool2d(x, *case.ref_args(), return_indices=True)
+                assert_identical(got, want, f"{h} x {w}, NaN at {pos}: ")
+                assert_identical(idx, want_idx, f"{h} x {w}, NaN at {pos}, indices: ")
+                assert_identical(convpool.max_pool2d(x, 2), want, f"{h} x {w}, NaN at {pos}, no indices: ")
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
