@@ -355,15 +355,18 @@ def test_max_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
 
 
 def planes_of_narrow_rows(dtype):
-    """(height, width, NCHW case) for 2x2/s2 pooling without padding whose output
-    rows are narrower than a register (made a whole plane at a time, one row per
-    register, with AVX-512): every output width up to one past the register, and
-    an unused last input column and row (odd sizes)."""
+    """(height, width, NCHW case) for 2x2/s2 pooling whose output rows are narrower
+    than a register (made a whole plane at a time, one row per register, with
+    AVX-512): every output width up to one past the register, an unused last
+    input column and row (odd sizes), ceil mode on even sizes (the same windows),
+    and padding after the input that no window reaches (or, with ceil mode, one
+    window does: the other paths)."""
     for ow in range(1, 18):
-        for extra_w, extra_h in ((0, 0), (1, 1), (1, 0)):
+        for extra_w, extra_h, pad_after, ceil_mode in ((0, 0, 0, False), (1, 1, 0, False), (1, 0, 0, False),
+                                                       (0, 0, 0, True), (0, 0, 1, False), (0, 0, 1, True)):
             h, w = 2 * (1 + ow % 4) + extra_h, 2 * ow + extra_w
             yield h, w, simple_case("NCHW", dtype, n=3, c=5, h=h, w=w, kernel=(2, 2), stride=(2, 2),
-                                    dilation=(1, 1), padding=0, ceil_mode=False)
+                                    dilation=(1, 1), padding=((0, pad_after), (0, pad_after)), ceil_mode=ceil_mode)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
@@ -381,11 +384,12 @@ def test_max_pool2d_2x2_planes_of_narrow_rows(isa, dtype, threads):
             for pos in range(h * w):
                 x = base.copy()
                 x.reshape(-1)[pos] = np.nan
-                got, idx = convpool.max_pool2d(x, 2, return_indices=True)
+                got, idx = convpool.max_pool2d(x, return_indices=True, **case.kwargs())
                 want, want_idx = ref.max_pool2d(x, *case.ref_args(), return_indices=True)
                 assert_identical(got, want, f"{h} x {w}, NaN at {pos}: ")
                 assert_identical(idx, want_idx, f"{h} x {w}, NaN at {pos}, indices: ")
-                assert_identical(convpool.max_pool2d(x, 2), want, f"{h} x {w}, NaN at {pos}, no indices: ")
+                alone = convpool.max_pool2d(x, **case.kwargs())
+                assert_identical(alone, want, f"{h} x {w}, NaN at {pos}, no indices: ")
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
