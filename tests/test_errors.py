@@ -245,6 +245,39 @@ def test_bad_argument(call, exc, match):
         call()
 
 
+# Arguments equal to valid ones in Python (True == 1 == 1.0) that the checks reject.
+# The geometry of a valid call is remembered (convpool._validation.memoize_plain);
+# an equal bad argument after it must still be rejected, not served from memory.
+EQUAL_BUT_BAD = [
+    ("conv-stride-bool", conv, dict(stride=1), dict(stride=True), r"^stride: "),
+    ("conv-stride-pair-bool", conv, dict(stride=(1, 1)), dict(stride=(True, 1)), r"^stride: "),
+    ("conv-stride-float", conv, dict(stride=2), dict(stride=2.0), r"^stride: "),
+    ("conv-padding-bool", conv, dict(padding=1), dict(padding=True), r"^padding: "),
+    ("conv-padding-pair-float", conv, dict(padding=(1, 1)), dict(padding=(1.0, 1)), r"^padding: "),
+    ("conv-padding-nested-float", conv, dict(padding=((1, 0), (0, 1))), dict(padding=((1, 0), (0, 1.0))),
+     r"^padding: "),
+    ("conv-dilation-bool", conv, dict(dilation=1), dict(dilation=True), r"^dilation: "),
+    ("conv-groups-bool", conv, dict(groups=1), dict(groups=True), r"^groups: "),
+    ("max-kernel-float", maxp, dict(kernel_size=2), dict(kernel_size=2.0), r"^kernel_size: "),
+    ("max-kernel-pair-bool", maxp, dict(kernel_size=(1, 2)), dict(kernel_size=(True, 2)), r"^kernel_size: "),
+    ("max-stride-bool", maxp, dict(stride=1), dict(stride=True), r"^stride: "),
+    ("max-ceil-int", maxp, dict(ceil_mode=False), dict(ceil_mode=0), r"^ceil_mode: "),
+    ("avg-ceil-int", avgp, dict(ceil_mode=True), dict(ceil_mode=1), r"^ceil_mode: "),
+    ("avg-padding-bool", avgp, dict(padding=1), dict(padding=True), r"^padding: "),
+    ("lp-dilation-float", lpp, dict(dilation=1), dict(dilation=1.0), r"^dilation: "),
+]
+
+
+@pytest.mark.parametrize(("make", "good", "bad", "match"), [c[1:] for c in EQUAL_BUT_BAD],
+                         ids=[c[0] for c in EQUAL_BUT_BAD])
+def test_bad_argument_equal_to_a_remembered_good_one(make, good, bad, match):
+    assert good == bad
+    for _ in range(2):  # the second call is served from memory
+        make(**good)()
+    with pytest.raises(TypeError, match=match):
+        make(**bad)()
+
+
 def test_case_ids_are_unique():
     ids = [c[0] for c in CASES]
     assert len(ids) == len(set(ids))

@@ -150,6 +150,42 @@ def test_results_do_not_depend_on_threads():
         assert np.array_equal(values, results[0][1][0]) and np.array_equal(indices, results[0][1][1])
 
 
+# ----------------------------------------------------------------------------- remembered geometry
+
+
+@pytest.mark.parametrize("limit", [1, 3, 4096])
+def test_remembered_geometry_matches_the_arguments(limit, monkeypatch):
+    """Geometry remembered from earlier calls (or dropped when the memo is full) is this call's own."""
+    from convpool import _validation
+
+    monkeypatch.setattr(_validation, "MEMO_LIMIT", limit)
+    ref = convpool.reference
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal(s) for s in ((2, 4, 9, 9), (2, 4, 9, 10), (1, 4, 10, 9))]
+    weight = rng.standard_normal((3, 4, 3, 3))
+    # (arguments as given, the same as the reference takes them)
+    convs = [
+        (dict(stride=1, padding=0), dict(stride=(1, 1), padding=((0, 0), (0, 0)))),
+        (dict(stride=2, padding=1), dict(stride=(2, 2), padding=((1, 1), (1, 1)))),
+        (dict(stride=(1, 2), padding=((0, 1), (2, 0))), dict(stride=(1, 2), padding=((0, 1), (2, 0)))),
+    ]
+    pools = [
+        (dict(kernel_size=2), dict(kernel_size=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0)))),
+        (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(3, 3), stride=(2, 2), padding=((1, 1), (1, 1)))),
+        (dict(kernel_size=(3, 2), stride=1), dict(kernel_size=(3, 2), stride=(1, 1), padding=((0, 0), (0, 0)))),
+    ]
+    for _ in range(3):  # later rounds meet remembered (or dropped) entries
+        for x in inputs:
+            for given, want in convs:
+                np.testing.assert_allclose(
+                    convpool.conv2d(x, weight, **given), ref.conv2d(x, weight, **want), rtol=1e-12, atol=1e-12
+                )
+            for given, want in pools:
+                for ceil_mode in (False, True):
+                    got = convpool.max_pool2d(x, **given, ceil_mode=ceil_mode)
+                    assert np.array_equal(got, ref.max_pool2d(x, **want, ceil_mode=ceil_mode))
+
+
 # ----------------------------------------------------------------------------- show_config
 
 

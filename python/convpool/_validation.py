@@ -7,8 +7,9 @@ it once in ``csrc/include/convpool/shape.hpp``.
 
 from __future__ import annotations
 
+import functools
 import operator
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -31,6 +32,68 @@ PADDING_STRINGS = ("valid", "same", "same_lower")
 # 64-bit index math in the kernels cannot overflow.
 MAX_EXTENT = 2**62 // 4
 MAX_THREADS = 1024
+
+
+# Checked geometries kept by ``memoize_plain`` (per function), dropped all at once
+# when this many have accumulated.
+MEMO_LIMIT = 4096
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` is an exact int, str or None, or a tuple of such values or such tuples.
+
+    Two plain values that compare equal are the same argument to every check here:
+    unlike ``2 == 2.0 == True`` or ``(1, 2) == np.array([1, 2])``, no check accepts
+    one and rejects the other.
+    """
+    t = type(value)
+    if t is int or t is str or value is None:
+        return True
+    if t is tuple:
+        for e in value:
+            if type(e) is not int and not (type(e) is tuple and _is_plain(e)):
+                return False
+        return True
+    return False
+
+
+_PLAIN_SCALARS = frozenset((int, str, type(None)))
+
+
+def memoize_plain(shapes: int) -> Callable[[F], F]:
+    """Remember a geometry check's results for arguments that are all plain.
+
+    For the checks that small networks repeat on every call with the same few layer
+    shapes. The first ``shapes`` arguments must be ``ndarray.shape`` tuples (plain by
+    construction, so not inspected); the others are remembered when each is plain
+    (see ``_is_plain``). Bools are not plain (``True == 1``, and ``stride=True`` is
+    an error): pass a checked flag as 0 or 1. Errors are raised again on every call,
+    never remembered; other arguments (NumPy integers, lists) are checked every time.
+    """
+
+    def decorate(fn: F) -> F:
+        cache: Dict[Tuple[Any, ...], Any] = {}
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any) -> Any:
+            for a in args[shapes:]:
+                if type(a) not in _PLAIN_SCALARS and not (type(a) is tuple and _is_plain(a)):
+                    return fn(*args)
+            try:
+                return cache[args]
+            except KeyError:
+                pass
+            result = fn(*args)
+            if len(cache) >= MEMO_LIMIT:
+                cache.clear()
+            cache[args] = result
+            return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def layout_code(layout: Any) -> int:
@@ -66,15 +129,20 @@ def as_array(value: Any, name: str, dtypes: Sequence[np.dtype]) -> np.ndarray:
 
 def require_4d(x: np.ndarray, name: str, layout: str) -> Tuple[int, int, int, int]:
     """(N, C, H, W) of a 4-D input in ``layout``."""
-    if x.ndim != 4:
+    return require_4d_shape(x.shape, name, layout)
+
+
+def require_4d_shape(shape: Tuple[int, ...], name: str, layout: str) -> Tuple[int, int, int, int]:
+    """(N, C, H, W) of the shape of a 4-D input in ``layout``."""
+    if len(shape) != 4:
         raise ValueError(
-            f"{name}: expected a 4-D array in {layout} layout, got shape {x.shape}"
-            + (" (add a batch axis with x[None])" if x.ndim == 3 else "")
+            f"{name}: expected a 4-D array in {layout} layout, got shape {shape}"
+            + (" (add a batch axis with x[None])" if len(shape) == 3 else "")
         )
     if layout == "NHWC":
-        n, h, w, c = x.shape
+        n, h, w, c = shape
     else:
-        n, c, h, w = x.shape
+        n, c, h, w = shape
     if h < 1 or w < 1:
         raise ValueError(f"{name}: spatial size must be at least 1x1, got {h}x{w}")
     return n, c, h, w

@@ -94,7 +94,7 @@ def conv2d_backward(
     bias_grad = v.check_bool(bias_grad, "bias_grad")
     g = conv_geometry(x, weight, stride, padding, dilation, groups, layout)
     gy = _grad_out(grad_out, g.x.dtype, g.out_shape)
-    args = (g.stride, flat_padding(g.padding), g.dilation, g.groups, code, get_num_threads())
+    args = (g.stride, g.flat_padding, g.dilation, g.groups, code, get_num_threads())
     weight_c = np.ascontiguousarray(g.weight)
 
     grad_x = grad_w = grad_b = None
@@ -162,7 +162,7 @@ def _window_backward(
     if grad_x.size == 0:  # no window tables for an empty batch (their size is unbounded by it)
         return grad_x
     _core.pool2d_backward(
-        reduction, gy, x, y, grad_x, g.kernel, g.stride, flat_padding(g.padding), g.dilation,
+        reduction, gy, x, y, grad_x, g.kernel, g.stride, g.flat_padding, g.dilation,
         g.ceil_mode, count_include_pad, divisor_override, norm_type, code, get_num_threads(),
     )
     return grad_x

@@ -90,6 +90,18 @@ def pack_weight(weight: Any, *, groups: int = 1) -> PackedWeight:
     return PackedWeight(copy, groups)
 
 
+class ConvShapes(NamedTuple):
+    """The checked sizes of a convolution: what depends on shapes and arguments only."""
+
+    out_channels: int
+    stride: v.Pair
+    dilation: v.Pair
+    padding: v.Padding2d
+    flat_padding: Tuple[int, int, int, int]
+    groups: int
+    out_shape: Tuple[int, int, int, int]
+
+
 class ConvGeometry(NamedTuple):
     """A checked convolution: its arrays (dtype-checked, not yet contiguous) and sizes."""
 
@@ -99,8 +111,44 @@ class ConvGeometry(NamedTuple):
     stride: v.Pair
     dilation: v.Pair
     padding: v.Padding2d
+    flat_padding: Tuple[int, int, int, int]
     groups: int
     out_shape: Tuple[int, int, int, int]
+
+
+@v.memoize_plain(shapes=2)
+def conv_shapes(
+    x_shape: Tuple[int, ...],
+    weight_shape: Tuple[int, ...],
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    layout: str,
+) -> ConvShapes:
+    """Check x's and the weight's shapes against each other and the arguments."""
+    n, c, h, w = v.require_4d_shape(x_shape, "x", layout)
+    if len(weight_shape) != 4:
+        raise ValueError(f"weight: expected a 4-D array (K, C // groups, kh, kw), got shape {weight_shape}")
+    groups = v.check_int(groups, "groups", 1)
+    k, c_per_group, kh, kw = weight_shape
+    if c % groups != 0:
+        raise ValueError(f"groups: the {c} input channels of x are not divisible by groups={groups}")
+    if k % groups != 0:
+        raise ValueError(f"weight: its {k} output channels are not divisible by groups={groups}")
+    if c_per_group != c // groups:
+        raise ValueError(
+            f"weight: expected shape ({k}, {c // groups}, kh, kw) for {c} input channels and "
+            f"groups={groups}, got {weight_shape}"
+        )
+    if kh < 1 or kw < 1:
+        raise ValueError(f"weight: kernel size must be at least 1x1, got {kh}x{kw}")
+    stride_hw = v.check_pair(stride, "stride")
+    dilation_hw = v.check_pair(dilation, "dilation")
+    pads = v.resolve_padding(padding, (h, w), (kh, kw), stride_hw, dilation_hw)
+    oh, ow = v.output_hw((h, w), (kh, kw), stride_hw, dilation_hw, pads, False, "weight")
+    out_shape = v.shape_in_layout(layout, n, k, oh, ow)
+    return ConvShapes(k, stride_hw, dilation_hw, pads, flat_padding(pads), groups, out_shape)
 
 
 def conv_geometry(
@@ -118,34 +166,13 @@ def conv_geometry(
             raise ValueError(f"groups: the weight was packed for groups={weight.groups}, got groups={groups}")
         weight = weight.weight
     x = v.as_array(x, "x", v.FLOAT_DTYPES)
-    n, c, h, w = v.require_4d(x, "x", layout)
     weight = v.as_array(weight, "weight", v.FLOAT_DTYPES)
     if weight.dtype != x.dtype:
         raise TypeError(
             f"weight: dtype {weight.dtype} does not match x's dtype {x.dtype}; convpool does not "
             "cast, convert one of them first"
         )
-    if weight.ndim != 4:
-        raise ValueError(f"weight: expected a 4-D array (K, C // groups, kh, kw), got shape {weight.shape}")
-    groups = v.check_int(groups, "groups", 1)
-    k, c_per_group, kh, kw = weight.shape
-    if c % groups != 0:
-        raise ValueError(f"groups: the {c} input channels of x are not divisible by groups={groups}")
-    if k % groups != 0:
-        raise ValueError(f"weight: its {k} output channels are not divisible by groups={groups}")
-    if c_per_group != c // groups:
-        raise ValueError(
-            f"weight: expected shape ({k}, {c // groups}, kh, kw) for {c} input channels and "
-            f"groups={groups}, got {weight.shape}"
-        )
-    if kh < 1 or kw < 1:
-        raise ValueError(f"weight: kernel size must be at least 1x1, got {kh}x{kw}")
-    stride_hw = v.check_pair(stride, "stride")
-    dilation_hw = v.check_pair(dilation, "dilation")
-    pads = v.resolve_padding(padding, (h, w), (kh, kw), stride_hw, dilation_hw)
-    oh, ow = v.output_hw((h, w), (kh, kw), stride_hw, dilation_hw, pads, False, "weight")
-    out_shape = v.shape_in_layout(layout, n, k, oh, ow)
-    return ConvGeometry(x, weight, k, stride_hw, dilation_hw, pads, groups, out_shape)
+    return ConvGeometry(x, weight, *conv_shapes(x.shape, weight.shape, stride, padding, dilation, groups, layout))
 
 
 class WindowGeometry(NamedTuple):
@@ -155,6 +182,7 @@ class WindowGeometry(NamedTuple):
     stride: v.Pair
     dilation: v.Pair
     padding: v.Padding2d
+    flat_padding: Tuple[int, int, int, int]
     ceil_mode: bool
     out_hw: v.Pair
 
@@ -167,14 +195,27 @@ def window_geometry(
     dilation: Any,
     ceil_mode: Any,
 ) -> WindowGeometry:
+    ceil = 1 if v.check_bool(ceil_mode, "ceil_mode") else 0
+    return _window_geometry(in_hw, kernel_size, stride, padding, dilation, ceil)
+
+
+@v.memoize_plain(shapes=1)
+def _window_geometry(
+    in_hw: v.Pair,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil: int,
+) -> WindowGeometry:
+    ceil_mode = ceil == 1
     kernel = v.check_pair(kernel_size, "kernel_size")
     stride_hw = kernel if stride is None else v.check_pair(stride, "stride")
     dilation_hw = v.check_pair(dilation, "dilation")
-    ceil_mode = v.check_bool(ceil_mode, "ceil_mode")
     pads = v.resolve_padding(padding, in_hw, kernel, stride_hw, dilation_hw)
     v.check_pool_padding(pads, kernel, dilation_hw)
     out_hw = v.output_hw(in_hw, kernel, stride_hw, dilation_hw, pads, ceil_mode, "kernel_size")
-    return WindowGeometry(kernel, stride_hw, dilation_hw, pads, ceil_mode, out_hw)
+    return WindowGeometry(kernel, stride_hw, dilation_hw, pads, flat_padding(pads), ceil_mode, out_hw)
 
 
 def adaptive_output_hw(in_hw: v.Pair, output_size: Any) -> v.Pair:
@@ -231,7 +272,7 @@ def conv2d(
     y, user_out = v.prepare_out(out, g.out_shape, x.dtype, (x, weight, bias))
     if y.size == 0:
         return v.finish_out(y, user_out)
-    geometry = (g.stride, flat_padding(g.padding), g.dilation, g.groups, code, get_num_threads())
+    geometry = (g.stride, g.flat_padding, g.dilation, g.groups, code, get_num_threads())
     b = None if bias is None else np.ascontiguousarray(bias)
     if packed is not None:
         packed_w, isa = packed.packed_for_active_isa()
@@ -308,7 +349,7 @@ def _window_pool(
             indices,
             g.kernel,
             g.stride,
-            flat_padding(g.padding),
+            g.flat_padding,
             g.dilation,
             g.ceil_mode,
             count_include_pad,
