@@ -12,6 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convpool
+from convpool import _core
 from convpool import reference as ref
 
 from conftest import (
@@ -293,20 +294,32 @@ def test_conv2d_depthwise_3x3_row_copies(isa, layout, dtype, stride_w):
         check_conv(case, seed=i)
 
 
+@pytest.fixture(params=["from-cache", "from-memory"])
+def cache_resident(request):
+    """Both sides of the kernels' from-cache choice: the default bound (the small
+    arrays of the tests count as in cache), or 0 bytes (nothing does)."""
+    saved = _core.cache_resident_bytes()
+    _core.set_cache_resident_bytes(saved if request.param == "from-cache" else 0)
+    yield request.param
+    _core.set_cache_resident_bytes(saved)
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("kernel_w,stride_w", [(3, 1), (3, 2), (5, 1), (5, 2)])
-def test_conv2d_depthwise_nhwc_pixel_tiles(isa, dtype, kernel_w, stride_w):
+def test_conv2d_depthwise_nhwc_pixel_tiles(isa, dtype, kernel_w, stride_w, cache_resident):
     """NHWC depthwise with dilation 1 and 3- or 5-wide filters at column stride 1
-    or 2 (tiles of several pixels for narrow pixels, pixel by pixel for wide ones):
-    output widths around the tiles of 8 (AVX-512) or 6 pixels and their halves,
-    every left and right padding up to the filter width (border pixels on either
-    side, or no interior at all), input columns past the last window, filter
-    heights from 1 to past the tile's row limit (17), rows in the padding, channel
-    counts around the vector widths and the narrow-pixel limit (63 float32 / 31
-    float64 channels, and one past it), with and without bias."""
+    or 2 (tiles of several pixels for narrow pixels, and for wide ones at stride 1
+    from cache; pixel by pixel otherwise): output widths around the tiles of 8
+    (AVX-512) or 6 pixels and their halves, every left and right padding up to the
+    filter width (border pixels on either side, or no interior at all), input
+    columns past the last window, filter heights from 1 to past the tile's row
+    limit (17), rows in the padding, channel counts around the vector widths and
+    the narrow-pixel limit (63 float32 / 31 float64 channels, and one past it),
+    wide pixels with and without channels past the last whole vector, with and
+    without bias."""
     widths = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 16, 17, 19, 25)
     limit = 256 // np.dtype(dtype).itemsize  # channels of the first pixel too wide for the tiles
-    channels = (1, 4, 8, 15, 16, 17, 33, limit - 1, limit)
+    channels = (1, 4, 8, 15, 16, 17, 33, limit - 1, limit, limit + 3, 2 * limit)
     combos = itertools.product(range(kernel_w), range(kernel_w), (1, 3, 5, 17), (0, 1))
     for i, (pl, pr, kernel_h, extra) in enumerate(combos):
         out_w = widths[i % len(widths)]

@@ -299,6 +299,28 @@ def test_small_calls_grain_is_settable():
         _core.set_min_parallel_work(saved)
 
 
+def test_cache_resident_bound_is_settable():
+    """The bound is 16 MiB by default and not negative; the NHWC depthwise kernels it
+    chooses between (wide pixels, 3x3 at stride 1) sum in the same order, so the
+    results are identical either way."""
+    saved = _core.cache_resident_bytes()
+    try:
+        assert saved == 16 << 20
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((2, 9, 21, 80)).astype(np.float32)
+        w = rng.standard_normal((80, 1, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(80).astype(np.float32)
+        from_cache = convpool.conv2d(x, w, b, padding=1, groups=80, layout="NHWC")
+        _core.set_cache_resident_bytes(0)
+        assert _core.cache_resident_bytes() == 0
+        from_memory = convpool.conv2d(x, w, b, padding=1, groups=80, layout="NHWC")
+        np.testing.assert_array_equal(from_cache, from_memory)
+        _core.set_cache_resident_bytes(-1)
+        assert _core.cache_resident_bytes() == 0
+    finally:
+        _core.set_cache_resident_bytes(saved)
+
+
 # ----------------------------------------------------------------------------- denormals
 
 

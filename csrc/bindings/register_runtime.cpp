@@ -42,6 +42,11 @@ void register_runtime(py::module_& m) {
   m.def(
       "set_min_parallel_work", [](int64_t work) { set_min_parallel_work(work); }, py::arg("work"),
       "Set the threading grain (0: always use every requested thread; for tests).");
+  m.def("cache_resident_bytes", &cache_resident_bytes,
+        "Input + output bytes up to which a call is taken to run from cache (chooses some kernels).");
+  m.def(
+      "set_cache_resident_bytes", [](int64_t bytes) { set_cache_resident_bytes(bytes); }, py::arg("bytes"),
+      "Set cache_resident_bytes (for tests and tuning; negative means 0).");
   m.def("flush_denormals", &flush_denormals, "Whether computing kernels flush denormals to zero (FTZ/DAZ).");
   m.def(
       "set_flush_denormals", [](bool flush) { set_flush_denormals(flush); }, py::arg("flush"),

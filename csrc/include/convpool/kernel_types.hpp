@@ -155,6 +155,14 @@ struct KernelTable {
 int64_t min_parallel_work() noexcept;
 void set_min_parallel_work(int64_t work) noexcept;
 
+// Calls whose input and output together take at most this many bytes are taken
+// to run from cache (an input just written by the previous layer, or read again
+// in a loop); kernels whose access order is fast from cache but streams worse
+// from memory are chosen only for them. 16 MiB by default; settable so that tests
+// can reach both choices with small arrays. Defined in csrc/cpu/memory.cpp.
+int64_t cache_resident_bytes() noexcept;
+void set_cache_resident_bytes(int64_t bytes) noexcept;
+
 // Whether the kernels that compute (convolutions, average and Lp pooling, backward
 // passes; not max pooling, which only compares and copies) flush denormal results to zero and read denormal inputs as zero (x86
 // MXCSR FTZ and DAZ, set per thread for the kernel's work and then restored).
