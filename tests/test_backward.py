@@ -218,6 +218,47 @@ def test_conv2d_backward_stride_phases(isa, layout, c):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_backward_weight_tiles_of_taps(isa, layout, threads):
+    """The weight gradient's tiles of (tap, channel) rows over a zero-padded copy of
+    the input: 1-3 input channels (first layers) and more, 1x1 to 7x7 filters (row
+    counts around every tile size of every ISA), output channels around the vector
+    widths (one or two vectors per tile, channels past the last whole block of the
+    NCHW transpose), images of fewer and more than 64 pixels and not a whole number
+    of blocks, strides, dilation, padding, groups."""
+    cases = [
+        # c, k, groups, kernel, stride, dilation, padding, h, w
+        (1, 16, 1, (3, 3), (1, 1), (1, 1), 1, 16, 16),
+        (1, 32, 1, (3, 3), (1, 1), (1, 1), 0, 13, 11),
+        (1, 7, 1, (5, 5), (2, 1), (1, 1), 2, 12, 9),
+        (3, 17, 1, (7, 7), (2, 2), (1, 1), 3, 17, 15),
+        (2, 33, 1, (3, 3), (1, 2), (2, 1), "same", 10, 14),
+        (3, 16, 1, (2, 2), (1, 1), (1, 1), ((0, 1), (1, 0)), 9, 9),
+        (4, 9, 1, (1, 1), (1, 1), (1, 1), 0, 5, 30),
+        (16, 32, 1, (3, 3), (1, 1), (1, 1), 1, 8, 8),
+        (6, 10, 2, (3, 3), (2, 2), (1, 1), 1, 11, 7),
+        (8, 8, 8, (3, 3), (1, 1), (1, 1), 1, 7, 20),
+        (2, 150, 1, (3, 3), (1, 1), (1, 1), 1, 6, 7),  # bias sums of more than 8 vectors
+    ]
+    for i, (c, k, groups, kernel, stride, dilation, padding, h, w) in enumerate(cases):
+        case = ConvCase(n=3, c=c, k=k, h=h, w=w, kernel=kernel, stride=stride, dilation=dilation,
+                        padding=padding, groups=groups, dtype=FLOAT_DTYPES[i % 2], layout=layout)
+        with convpool.threads(threads):
+            check_conv_backward(case, seed=i)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("padding", "dilation"), [(101, (1, 1)), (90, (90, 1)), (((0, 0), (80000, 0)), (1, 40000))])
+def test_conv2d_backward_weight_far_padding(isa, layout, padding, dilation):
+    """Padding or dilation far past a small input, where a zero-padded copy of it
+    would be much larger than the input: the weight gradient reads the input as it
+    is and skips the taps in the padding."""
+    case = ConvCase(n=2, c=2, k=5, h=3, w=4, kernel=(3, 3), stride=(1, 1), dilation=dilation,
+                    padding=padding, groups=1, dtype=F64, layout=layout)
+    check_conv_backward(case, seed=3, flags=(False, True, True))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("form", INPUT_FORMS)
 def test_conv2d_backward_input_forms(isa, layout, form):
     case = ConvCase(n=2, c=9, k=17, h=6, w=11, kernel=(3, 2), stride=(2, 2), dilation=(1, 2),
