@@ -243,6 +243,32 @@ class ConvBackward(BackwardBench, ConvForward):
         return [result[0], result[1]]
 
 
+class ConvWeightBackward(ConvBackward):
+    """The weight gradient alone (no bias): what training asks of a network's first
+    layer, whose input needs no gradient."""
+
+    def work(self) -> Tuple[float, str]:
+        return float(self.wl.forward_flops()), "flop"
+
+    def convpool_fn(self) -> Fn:
+        wl, gy, x, w = self.wl, self.gy_cp, self.x_cp, self.weight
+        return lambda: convpool.conv2d_backward(gy, x, w, stride=wl.stride, padding=wl.padding,
+                                                groups=wl.groups, layout=self.layout,
+                                                input_grad=False, bias_grad=False)
+
+    def torch_fn(self) -> Fn:
+        F, wl = self.torch.nn.functional, self.wl
+        xt, wt = self.tensor(self.x, False), self.tensor(self.weight, True)
+        y = F.conv2d(xt, wt, None, wl.stride, wl.padding, 1, wl.groups)
+        return self.torch_grad(y, (wt,), self.tensor(self.gy))
+
+    def convpool_outputs(self, result: Any) -> List[np.ndarray]:
+        return [result[1]]
+
+    def reference_outputs(self, result: Any) -> List[np.ndarray]:
+        return [result[1]]
+
+
 class MaxPoolBackward(BackwardBench):
     """Scatter of the upstream gradient to the forward's argmax indices."""
 
@@ -302,6 +328,7 @@ BENCHES: Dict[str, Type[OpBench]] = {
     "avg_pool": PoolForward,
     "max_pool_idx": MaxPoolIndices,
     "conv_bwd": ConvBackward,
+    "conv_wgrad": ConvWeightBackward,
     "max_pool_bwd": MaxPoolBackward,
     "avg_pool_bwd": AvgPoolBackward,
 }

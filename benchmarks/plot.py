@@ -7,8 +7,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 Row = Dict[str, Any]
 
-COLORS = {"conv": "tab:blue", "conv_bwd": "tab:cyan", "max_pool": "tab:orange", "avg_pool": "tab:red",
-          "max_pool_idx": "tab:brown", "max_pool_bwd": "tab:olive", "avg_pool_bwd": "tab:pink"}
+COLORS = {"conv": "tab:blue", "conv_bwd": "tab:cyan", "conv_wgrad": "tab:cyan", "max_pool": "tab:orange",
+          "avg_pool": "tab:red", "max_pool_idx": "tab:brown", "max_pool_bwd": "tab:olive",
+          "avg_pool_bwd": "tab:pink"}
 
 
 def save_ratio_chart(rows: Sequence[Row], path: Path, title: str) -> Optional[str]:

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import FrozenSet, Iterable, Iterator, List, Sequence, Tuple
 
-CONV_OPS = ("conv", "conv_bwd")
+CONV_OPS = ("conv", "conv_bwd", "conv_wgrad")
 POOL_OPS = ("max_pool", "avg_pool", "max_pool_idx", "max_pool_bwd", "avg_pool_bwd")
-BACKWARD_OPS = ("conv_bwd", "max_pool_bwd", "avg_pool_bwd")
+BACKWARD_OPS = ("conv_bwd", "conv_wgrad", "max_pool_bwd", "avg_pool_bwd")
 
 # The downsampling claim: strided conv vs (stride-1 conv + 2x2 max pool), same batch.
 CLAIM_STRIDED = "stem7x7s2_3to64@224"
@@ -31,7 +31,7 @@ class Workload:
     """One operation on one input shape. ``hw`` is the input height = width."""
 
     name: str
-    op: str  # conv | max_pool | avg_pool | max_pool_idx | conv_bwd | max_pool_bwd | avg_pool_bwd
+    op: str  # conv | max_pool | avg_pool | max_pool_idx | conv_bwd | conv_wgrad | max_pool_bwd | avg_pool_bwd
     n: int
     c: int
     hw: int
@@ -178,6 +178,8 @@ def catalogue() -> List[Workload]:
                   tags=("large",), float64=True, note="input + weight grad"),
         *backward("bwd_conv3x3s2_128to128@56", "conv_bwd", 128, 56, 3, stride=2, padding=1,
                   k=128, tags=("large",), note="input + weight grad"),
+        *backward("wgrad_mnist3x3_1to32@28", "conv_wgrad", 1, 28, 3, k=32, n=64,
+                  note="training MNIST's first layer: weight grad only"),
         *backward("bwd_maxpool3x3s2p1_64@112", "max_pool_bwd", 64, 112, 3, stride=2, padding=1,
                   tags=("large", "quick")),
         *backward("bwd_avgpool2x2s2_256@56", "avg_pool_bwd", 256, 56, 2, stride=2,

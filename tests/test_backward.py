@@ -248,6 +248,29 @@ def test_conv2d_backward_weight_tiles_of_taps(isa, layout, threads):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("n", "c", "k", "groups"), [(5, 1, 16, 1), (2, 3, 33, 1), (6, 2, 8, 2), (3, 16, 32, 1)])
+def test_conv2d_backward_weight_does_not_depend_on_threads(isa, layout, n, c, k, groups):
+    """Weight and bias gradients are identical on 1, 2 and 3 threads: layers with few
+    tiles per image (first layers) sum the batch in runs of images fixed by the
+    problem, others image after image."""
+    rng = np.random.default_rng(n + c + k)
+    shape = (n, c, 13, 11) if layout == "NCHW" else (n, 13, 11, c)
+    x = rng.standard_normal(shape)
+    weight = rng.standard_normal((k, c // groups, 3, 3))
+    gy_shape = (n, k, 13, 11) if layout == "NCHW" else (n, 13, 11, k)
+    gy = rng.standard_normal(gy_shape)
+    results = []
+    for threads in (1, 2, 3):
+        with convpool.threads(threads):
+            _, gw, gb = convpool.conv2d_backward(gy, x, weight, padding=1, groups=groups, layout=layout,
+                                                 input_grad=False)
+        results.append((gw, gb))
+    for gw, gb in results[1:]:
+        np.testing.assert_array_equal(gw, results[0][0])
+        np.testing.assert_array_equal(gb, results[0][1])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(("padding", "dilation"), [(101, (1, 1)), (90, (90, 1)), (((0, 0), (80000, 0)), (1, 40000))])
 def test_conv2d_backward_weight_far_padding(isa, layout, padding, dilation):
     """Padding or dilation far past a small input, where a zero-padded copy of it
