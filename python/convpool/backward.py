@@ -18,7 +18,6 @@ from ._config import get_num_threads
 from .functional import (
     adaptive_max_pool2d,
     conv_geometry,
-    flat_padding,
     lp_pool2d,
     window_geometry,
 )
@@ -92,22 +91,22 @@ def conv2d_backward(
     input_grad = v.check_bool(input_grad, "input_grad")
     weight_grad = v.check_bool(weight_grad, "weight_grad")
     bias_grad = v.check_bool(bias_grad, "bias_grad")
-    g = conv_geometry(x, weight, stride, padding, dilation, groups, layout)
-    gy = _grad_out(grad_out, g.x.dtype, g.out_shape)
+    x, weight, g = conv_geometry(x, weight, stride, padding, dilation, groups, layout)
+    gy = _grad_out(grad_out, x.dtype, g.out_shape)
     args = (g.stride, g.flat_padding, g.dilation, g.groups, code, get_num_threads())
-    weight_c = np.ascontiguousarray(g.weight)
+    weight_c = np.ascontiguousarray(weight)
 
     grad_x = grad_w = grad_b = None
     if input_grad:
-        grad_x = np.empty(g.x.shape, dtype=g.x.dtype)
+        grad_x = np.empty(x.shape, dtype=x.dtype)
         _core.conv2d_backward_input(gy, weight_c, grad_x, *args)
     if weight_grad:
-        grad_w = np.empty(g.weight.shape, dtype=g.x.dtype)
-        grad_b = np.empty((g.out_channels,), dtype=g.x.dtype) if bias_grad else None
-        _core.conv2d_backward_weight(gy, np.ascontiguousarray(g.x), grad_w, grad_b, *args)
+        grad_w = np.empty(weight.shape, dtype=x.dtype)
+        grad_b = np.empty((g.out_channels,), dtype=x.dtype) if bias_grad else None
+        _core.conv2d_backward_weight(gy, np.ascontiguousarray(x), grad_w, grad_b, *args)
     elif bias_grad:
         axes = (0, 1, 2) if layout == "NHWC" else (0, 2, 3)
-        grad_b = gy.sum(axis=axes, dtype=np.float64).astype(g.x.dtype)
+        grad_b = gy.sum(axis=axes, dtype=np.float64).astype(x.dtype)
     return grad_x, grad_w, grad_b
 
 

@@ -102,20 +102,6 @@ class ConvShapes(NamedTuple):
     out_shape: Tuple[int, int, int, int]
 
 
-class ConvGeometry(NamedTuple):
-    """A checked convolution: its arrays (dtype-checked, not yet contiguous) and sizes."""
-
-    x: np.ndarray
-    weight: np.ndarray
-    out_channels: int
-    stride: v.Pair
-    dilation: v.Pair
-    padding: v.Padding2d
-    flat_padding: Tuple[int, int, int, int]
-    groups: int
-    out_shape: Tuple[int, int, int, int]
-
-
 @v.memoize_plain(shapes=2)
 def conv_shapes(
     x_shape: Tuple[int, ...],
@@ -159,8 +145,8 @@ def conv_geometry(
     dilation: Any,
     groups: Any,
     layout: str,
-) -> ConvGeometry:
-    """Check x and weight against each other and the arguments; compute the output shape."""
+) -> Tuple[np.ndarray, np.ndarray, ConvShapes]:
+    """x and weight (dtype-checked, not yet contiguous) and their checked sizes."""
     if isinstance(weight, PackedWeight):
         if groups != weight.groups:
             raise ValueError(f"groups: the weight was packed for groups={weight.groups}, got groups={groups}")
@@ -172,7 +158,7 @@ def conv_geometry(
             f"weight: dtype {weight.dtype} does not match x's dtype {x.dtype}; convpool does not "
             "cast, convert one of them first"
         )
-    return ConvGeometry(x, weight, *conv_shapes(x.shape, weight.shape, stride, padding, dilation, groups, layout))
+    return x, weight, conv_shapes(x.shape, weight.shape, stride, padding, dilation, groups, layout)
 
 
 class WindowGeometry(NamedTuple):
@@ -261,8 +247,8 @@ def conv2d(
     """
     code = v.layout_code(layout)
     packed = weight if isinstance(weight, PackedWeight) else None
-    g = conv_geometry(x, weight, stride, padding, dilation, groups, layout)
-    x, weight, k = g.x, g.weight, g.out_channels
+    x, weight, g = conv_geometry(x, weight, stride, padding, dilation, groups, layout)
+    k = g.out_channels
     if bias is not None:
         bias = v.as_array(bias, "bias", v.FLOAT_DTYPES)
         if bias.dtype != x.dtype:
