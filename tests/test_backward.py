@@ -248,6 +248,28 @@ def test_conv2d_backward_weight_tiles_of_taps(isa, layout, threads):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("c", "k", "h", "w", "kernel", "stride", "padding"),
+    [
+        (1, 1, 1, 1, (1, 1), (1, 5), 2),  # the one output column lies in the left padding
+        (3, 4, 3, 2, (1, 1), (5, 4), ((2, 0), (3, 1))),  # rows and columns wholly in the padding
+        (2, 3, 2, 6, (1, 2), (1, 7), ((0, 0), (4, 4))),
+        (2, 17, 1, 3, (2, 2), (3, 3), ((1, 2), (2, 2))),
+    ],
+)
+def test_conv2d_backward_windows_past_the_input(isa, layout, threads, c, k, h, w, kernel, stride, padding):
+    """Strides that carry every window of a row or column into the padding before
+    the input: nothing of the input lands in the padded copy the weight gradient
+    reads (once a crash: a negative copy length in NHWC)."""
+    case = ConvCase(n=3, c=c, k=k, h=h, w=w, kernel=kernel, stride=stride, dilation=(1, 1),
+                    padding=padding, groups=1, dtype=F64, layout=layout)
+    assert case.out_hw is not None
+    with convpool.threads(threads):
+        check_conv_backward(case, seed=c + k)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(("n", "c", "k", "groups"), [(5, 1, 16, 1), (2, 3, 33, 1), (6, 2, 8, 2), (3, 16, 32, 1)])
 def test_conv2d_backward_weight_does_not_depend_on_threads(isa, layout, n, c, k, groups):
     """Weight and bias gradients are identical on 1, 2 and 3 threads: layers with few
