@@ -653,3 +653,14 @@ def test_conv2d_layer_reuses_packed_weights_in_eval_mode():
     assert layer._packed is not first
     np.testing.assert_allclose(y1 - layer.bias[None, :, None, None], 2.0 * (y0 - layer.bias[None, :, None, None]))
     np.testing.assert_array_equal(y1, convpool.conv2d(x, layer.weight, layer.bias, padding=1))
+
+
+@pytest.mark.parametrize("bad", [(4, 9.0, 9), (4, 9, True), (4, 0, 9), ("4", 9, 9)])
+def test_output_shape_rejects_sizes_that_are_not_ints(bad):
+    """A sample shape of floats, bools or empty sizes is an error naming input_shape,
+    also after the same layer answered for the equal shape of ints (whose geometry
+    it remembers)."""
+    for layer in (MaxPool2D(2), Conv2D(4, 3, 3)):
+        assert layer.output_shape((4, 9, 9)) is not None
+        with pytest.raises((TypeError, ValueError), match=r"^input_shape: "):
+            layer.output_shape(bad)

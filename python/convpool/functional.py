@@ -181,6 +181,8 @@ def window_geometry(
     dilation: Any,
     ceil_mode: Any,
 ) -> WindowGeometry:
+    """Check the window arguments against an input of ``in_hw`` (exact ints: a shape's,
+    or checked ones); compute the output size."""
     ceil = 1 if v.check_bool(ceil_mode, "ceil_mode") else 0
     return _window_geometry(in_hw, kernel_size, stride, padding, dilation, ceil)
 

@@ -286,7 +286,7 @@ class _Spatial(Layer):
             h, w, c = shape
         else:
             c, h, w = shape
-        return c, h, w
+        return v.check_int(c, "input_shape", 0), v.check_int(h, "input_shape", 1), v.check_int(w, "input_shape", 1)
 
     def _shape(self, c: int, h: int, w: int) -> Tuple[int, int, int]:
         return (h, w, c) if self.layout == "NHWC" else (c, h, w)
