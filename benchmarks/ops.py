@@ -245,7 +245,8 @@ class ConvBackward(BackwardBench, ConvForward):
 
 class ConvWeightBackward(ConvBackward):
     """The weight gradient alone (no bias): what training asks of a network's first
-    layer, whose input needs no gradient."""
+    layer, whose input needs no gradient. The NumPy reference computes both
+    gradients (its time covers both); its weight gradient is the one checked."""
 
     def work(self) -> Tuple[float, str]:
         return float(self.wl.forward_flops()), "flop"

@@ -179,7 +179,7 @@ def catalogue() -> List[Workload]:
         *backward("bwd_conv3x3s2_128to128@56", "conv_bwd", 128, 56, 3, stride=2, padding=1,
                   k=128, tags=("large",), note="input + weight grad"),
         *backward("wgrad_mnist3x3_1to32@28", "conv_wgrad", 1, 28, 3, k=32, n=64,
-                  note="training MNIST's first layer: weight grad only"),
+                  note="training MNIST's first layer: weight grad only (ref: both grads)"),
         *backward("bwd_maxpool3x3s2p1_64@112", "max_pool_bwd", 64, 112, 3, stride=2, padding=1,
                   tags=("large", "quick")),
         *backward("bwd_avgpool2x2s2_256@56", "avg_pool_bwd", 256, 56, 2, stride=2,
