@@ -308,8 +308,9 @@ def cache_resident(request):
 @pytest.mark.parametrize("kernel_w,stride_w", [(3, 1), (3, 2), (5, 1), (5, 2)])
 def test_conv2d_depthwise_nhwc_pixel_tiles(isa, dtype, kernel_w, stride_w, cache_resident):
     """NHWC depthwise with dilation 1 and 3- or 5-wide filters at column stride 1
-    or 2 (tiles of several pixels for narrow pixels, and for wide ones at stride 1
-    from cache; pixel by pixel otherwise): output widths around the tiles of 8
+    or 2 (tiles of several pixels for narrow pixels, and for wide ones from cache
+    at stride 1, or at stride 2 with 5-wide filters and a whole tile of interior
+    pixels; pixel by pixel otherwise): output widths around the tiles of 8
     (AVX-512) or 6 pixels and their halves, every left and right padding up to the
     filter width (border pixels on either side, or no interior at all), input
     columns past the last window, filter heights from 1 to past the tile's row
