@@ -294,6 +294,34 @@ def test_conv2d_depthwise_3x3_row_copies(isa, layout, dtype, stride_w):
         check_conv(case, seed=i)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_depthwise_small_planes(isa, dtype, threads):
+    """NCHW depthwise with output rows narrower than a vector (the kernel that
+    copies each plane into its stride phases and runs vectors across rows): every
+    output width below 16, strides 1 to 3 per axis (stride 2 along rows splits in
+    registers with AVX-512, with even and odd left padding), filters from 1x1 to
+    5x5 and uneven, dilation, padding on each side (rows and columns that are all
+    padding, and none), input rows and columns past the last window, and channel
+    counts around the kernel's chunks of 8 planes."""
+    combos = itertools.product(
+        ((3, 3), (1, 1), (2, 3), (5, 5), (3, 1)), ((1, 1), (2, 2), (1, 2), (3, 2), (2, 3)), ((1, 1), (2, 1), (1, 2)),
+        (((1, 1), (1, 1)), ((0, 0), (0, 0)), ((2, 0), (0, 3)), ((0, 2), (1, 0))), (0, 2))
+    for i, (kernel, stride, dil, pads, extra) in enumerate(combos):
+        out_w = 1 + i % 15
+        out_h = 1 + (i * 7) % 9
+        (pt, pb), (pl, pr) = pads
+        w = (out_w - 1) * stride[1] + (kernel[1] - 1) * dil[1] + 1 - pl - pr + extra
+        h = (out_h - 1) * stride[0] + (kernel[0] - 1) * dil[0] + 1 - pt - pb + extra % 3
+        c = (1, 3, 8, 9, 17)[i % 5]
+        case = simple_case("NCHW", dtype, n=1 + i % 2, c=c, k=c, groups=c, h=h, w=w, kernel=kernel, stride=stride,
+                           dilation=dil, padding=pads, bias=i % 3 != 0)
+        if w < 1 or h < 1 or output_hw((h, w), kernel, stride, dil, pads) is None:
+            continue
+        with convpool.threads(threads):
+            check_conv(case, seed=i)
+
+
 @pytest.fixture(params=["from-cache", "from-memory"])
 def cache_resident(request):
     """Both sides of the kernels' from-cache choice: the default bound (the small
