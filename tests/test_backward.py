@@ -217,6 +217,27 @@ def test_conv2d_backward_stride_phases(isa, layout, c):
         check_conv_backward(case, seed=c)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_backward_input_small_depthwise_planes(isa, threads):
+    """Input gradient of NCHW depthwise layers on planes narrower than a vector,
+    with padding past the filter's reach: the gradient is a convolution with
+    negative padding (it crops), which the small-plane forward kernel then takes."""
+    for i, (kernel, dilation, padding, stride) in enumerate((
+        ((3, 3), (1, 1), ((3, 3), (3, 3)), (1, 1)),
+        ((1, 1), (1, 1), ((2, 1), (0, 2)), (1, 1)),
+        ((3, 2), (2, 1), ((5, 0), (4, 2)), (1, 1)),
+        ((3, 3), (1, 1), ((3, 4), (3, 4)), (2, 2)),
+    )):
+        for w in (1, 5, 9, 14):
+            case = ConvCase(
+                n=2, c=3 + 6 * (i % 2), k=3 + 6 * (i % 2), h=6, w=w, kernel=kernel, stride=stride,
+                dilation=dilation, padding=padding, groups=3 + 6 * (i % 2), dtype=FLOAT_DTYPES[w % 2],
+                layout="NCHW",
+            )
+            with convpool.threads(threads):
+                check_conv_backward(case, seed=w + 10 * i, flags=(True, False, False))
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_backward_weight_tiles_of_taps(isa, layout, threads):

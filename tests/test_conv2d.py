@@ -320,6 +320,13 @@ def test_conv2d_depthwise_small_planes(isa, dtype, threads):
             continue
         with convpool.threads(threads):
             check_conv(case, seed=i)
+    # Planes too tall for the kernel's phases (more than 4096 output rows) take
+    # the row kernel; the tallest it takes, and one row more.
+    for out_h in (4096, 4097):
+        case = simple_case("NCHW", dtype, n=1, c=2, k=2, groups=2, h=out_h, w=5, kernel=(3, 3), stride=(1, 1),
+                           dilation=(1, 1), padding=((1, 1), (1, 1)), bias=True)
+        with convpool.threads(threads):
+            check_conv(case, seed=out_h)
 
 
 @pytest.fixture(params=["from-cache", "from-memory"])
