@@ -303,7 +303,8 @@ def test_conv2d_depthwise_small_planes(isa, dtype, threads):
     registers with AVX-512, with even and odd left padding), filters from 1x1 to
     5x5 and uneven, dilation, padding on each side (rows and columns that are all
     padding, and none), input rows and columns past the last window, and channel
-    counts around the kernel's chunks of 8 planes."""
+    counts around the vector widths (whole blocks of a vector of channels, made
+    transposed, and the planes past them, made one by one in chunks of 8)."""
     combos = itertools.product(
         ((3, 3), (1, 1), (2, 3), (5, 5), (3, 1)), ((1, 1), (2, 2), (1, 2), (3, 2), (2, 3)), ((1, 1), (2, 1), (1, 2)),
         (((1, 1), (1, 1)), ((0, 0), (0, 0)), ((2, 0), (0, 3)), ((0, 2), (1, 0))), (0, 2))
@@ -313,7 +314,7 @@ def test_conv2d_depthwise_small_planes(isa, dtype, threads):
         (pt, pb), (pl, pr) = pads
         w = (out_w - 1) * stride[1] + (kernel[1] - 1) * dil[1] + 1 - pl - pr + extra
         h = (out_h - 1) * stride[0] + (kernel[0] - 1) * dil[0] + 1 - pt - pb + extra % 3
-        c = (1, 3, 8, 9, 17)[i % 5]
+        c = (1, 3, 8, 9, 16, 17, 33)[i % 7]
         case = simple_case("NCHW", dtype, n=1 + i % 2, c=c, k=c, groups=c, h=h, w=w, kernel=kernel, stride=stride,
                            dilation=dil, padding=pads, bias=i % 3 != 0)
         if w < 1 or h < 1 or output_hw((h, w), kernel, stride, dil, pads) is None:
