@@ -221,7 +221,8 @@ def test_conv2d_backward_stride_phases(isa, layout, c):
 def test_conv2d_backward_input_small_depthwise_planes(isa, threads):
     """Input gradient of NCHW depthwise layers on planes narrower than a vector,
     with padding past the filter's reach: the gradient is a convolution with
-    negative padding (it crops), which the small-plane forward kernel then takes."""
+    negative padding (it crops), which the small-plane forward kernels then take
+    (blocks of a vector of channels, and the planes past them)."""
     for i, (kernel, dilation, padding, stride) in enumerate((
         ((3, 3), (1, 1), ((3, 3), (3, 3)), (1, 1)),
         ((1, 1), (1, 1), ((2, 1), (0, 2)), (1, 1)),
@@ -236,6 +237,16 @@ def test_conv2d_backward_input_small_depthwise_planes(isa, threads):
             )
             with convpool.threads(threads):
                 check_conv_backward(case, seed=w + 10 * i, flags=(True, False, False))
+    # Whole blocks of a vector of channels (16 float32 with AVX-512) and the
+    # channels past them, in both dtypes, cropped on every side.
+    for dtype in FLOAT_DTYPES:
+        for c in (16, 17):
+            case = ConvCase(
+                n=1, c=c, k=c, h=7, w=6, kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
+                padding=((3, 4), (4, 3)), groups=c, dtype=np.dtype(dtype), layout="NCHW",
+            )
+            with convpool.threads(threads):
+                check_conv_backward(case, seed=c, flags=(True, False, False))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
