@@ -297,14 +297,15 @@ def test_conv2d_depthwise_3x3_row_copies(isa, layout, dtype, stride_w):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_depthwise_small_planes(isa, dtype, threads):
-    """NCHW depthwise with output rows narrower than a vector (the kernel that
-    copies each plane into its stride phases and runs vectors across rows): every
-    output width below 16, strides 1 to 3 per axis (stride 2 along rows splits in
-    registers with AVX-512, with even and odd left padding), filters from 1x1 to
-    5x5 and uneven, dilation, padding on each side (rows and columns that are all
-    padding, and none), input rows and columns past the last window, and channel
-    counts around the vector widths (whole blocks of a vector of channels, made
-    transposed, and the planes past them, made one by one in chunks of 8)."""
+    """NCHW depthwise with output rows narrower than a vector (two kernels: whole
+    blocks of a vector of channels, transposed into a grid of pixels, and the
+    planes past them, each copied into its stride phases with vectors across
+    rows, in chunks of 8): every output width below 16, strides 1 to 3 per axis
+    (stride 2 along rows splits in registers with AVX-512, with even and odd left
+    padding), filters from 1x1 to 5x5 and uneven, dilation, padding on each side
+    (rows and columns that are all padding, and none), input rows and columns
+    past the last window, and channel counts with no, one and two whole blocks,
+    with and without planes past them."""
     combos = itertools.product(
         ((3, 3), (1, 1), (2, 3), (5, 5), (3, 1)), ((1, 1), (2, 2), (1, 2), (3, 2), (2, 3)), ((1, 1), (2, 1), (1, 2)),
         (((1, 1), (1, 1)), ((0, 0), (0, 0)), ((2, 0), (0, 3)), ((0, 2), (1, 0))), (0, 2))
