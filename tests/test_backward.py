@@ -23,6 +23,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convpool
+from convpool import _core
 from convpool import reference as ref
 
 from conftest import (
@@ -247,6 +248,49 @@ def test_conv2d_backward_input_small_depthwise_planes(isa, threads):
             )
             with convpool.threads(threads):
                 check_conv_backward(case, seed=c, flags=(True, False, False))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("from_cache", [True, False], ids=["from-cache", "from-memory"])
+def test_conv2d_backward_input_depthwise_cropped(isa, layout, from_cache):
+    """Input gradient of depthwise layers padded past the filter's reach (the
+    forward output is wider than the input): each stride phase is a convolution
+    with negative padding, through every depthwise kernel of the layout (NHWC:
+    3-wide filters on narrow pixels and on wide ones from cache in the row
+    kernel, pixel by pixel from memory; 5-wide filters in the band kernel), with
+    wide rows and narrow ones, and the channels past the last whole vector."""
+    saved = _core.cache_resident_bytes()
+    _core.set_cache_resident_bytes(saved if from_cache else 0)
+    try:
+        for i, (kernel, padding, stride) in enumerate((
+            ((3, 3), ((3, 3), (3, 4)), (1, 1)),
+            ((3, 3), ((4, 3), (5, 3)), (2, 2)),
+            ((5, 5), ((5, 6), (6, 5)), (1, 1)),
+            ((5, 5), ((6, 5), (5, 7)), (2, 1)),
+            ((1, 5), ((0, 1), (7, 5)), (1, 2)),
+        )):
+            for c, w in ((16, 23), (17, 9), (70, 20), (33, 3)):
+                case = ConvCase(n=2, c=c, k=c, h=5, w=w, kernel=kernel, stride=stride, dilation=(1, 1),
+                                padding=padding, groups=c, dtype=FLOAT_DTYPES[(i + c) % 2], layout=layout)
+                with convpool.threads(1 + i % 2):
+                    check_conv_backward(case, seed=c + 10 * i, flags=(True, False, False))
+    finally:
+        _core.set_cache_resident_bytes(saved)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 5)])
+def test_conv2d_backward_empty_batch_depthwise(isa, layout, kernel):
+    """N = 0 through the depthwise kernels' input gradients (each stride phase is a
+    depthwise convolution of an empty batch)."""
+    for stride in ((1, 1), (2, 2)):
+        case = ConvCase(n=0, c=16, k=16, h=8, w=8, kernel=kernel, stride=stride, dilation=(1, 1),
+                        padding=kernel[0] // 2, groups=16, dtype=np.dtype(np.float32), layout=layout)
+        x, weight, _, gy = case.arrays(0)
+        gx, gw, gb = conv_grads(case, x, weight, gy)
+        assert gx.shape == x.shape
+        assert_within(gw, np.zeros_like(weight), 0.0)
+        assert_within(gb, np.zeros(16, np.float32), 0.0)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

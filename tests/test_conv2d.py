@@ -347,7 +347,8 @@ def test_conv2d_depthwise_nhwc_pixel_tiles(isa, dtype, kernel_w, stride_w, cache
     """NHWC depthwise with dilation 1 and 3- or 5-wide filters at column stride 1
     or 2 (3-wide: tiles of several pixels for narrow pixels, and for wide ones
     from cache at stride 1, pixel by pixel otherwise; 5-wide: bands of rows made
-    a vector of channels at a time, up to 16 rows): output widths around the
+    a vector of channels at a time, up to 16 rows, except wide pixels at stride 2
+    from memory, pixel by pixel): output widths around the
     tiles of 8 (AVX-512) or 6 pixels and their halves, every left and right padding up to the
     filter width (border pixels on either side, or no interior at all), input
     columns past the last window, filter heights from 1 to past the tile's row
@@ -379,20 +380,25 @@ def test_conv2d_depthwise_nhwc_bands(isa, dtype, threads):
     """The NHWC band kernel (5-wide filters) on tall images, so that a band holds
     several output rows and bands meet inside an image: band heights set by the
     thread count (batch 1 and 3) and by the 192 KiB of input rows a band may
-    hold (rows of 64 KiB hold a few output rows, rows of 256 KiB one), row
-    strides 1 to 3 and column strides 1 and 2, filter heights 1 to 16 with
-    padding rows above and below, and channel counts with and without channels
-    past the last whole vector."""
+    hold (rows of 32 KiB hold several output rows, rows of 64 KiB a few, rows of
+    256 KiB one), row strides 1 to 3 and column strides 1 and 2, filter heights 1
+    to 16 with dilated rows and padding rows above and below, channel counts
+    with and without channels past the last whole vector, and channel
+    multipliers (the output written every m-th channel)."""
     itemsize = np.dtype(dtype).itemsize
+    v = 64 // itemsize  # a vector of channels with AVX-512
     shapes = (  # (n, c, h, w)
-        (1, 17, 41, 9), (3, 8, 23, 12), (1, 16 * 4 // itemsize, 9, 1024), (1, 16 * 4 // itemsize + 1, 7, 4096),
+        (1, 17, 41, 9), (3, 8, 23, 12), (1, v, 41, 512), (1, v, 9, 1024), (1, v + 1, 7, 4096),
     )
-    combos = itertools.product(shapes, (1, 3, 5, 16), ((1, 1), (2, 2), (3, 1)))
-    for i, ((n, c, h, w), kernel_h, stride) in enumerate(combos):
-        pt = (i % 3) * kernel_h // 2
-        case = simple_case("NHWC", dtype, n=n, c=c, k=c, groups=c, h=h + (kernel_h if kernel_h > h else 0), w=w,
-                           kernel=(kernel_h, 5), stride=stride, dilation=(1, 1),
-                           padding=((pt, kernel_h - 1 - pt), (i % 5, (i + 2) % 5)), bias=i % 2 == 0)
+    rows = ((1, 1), (3, 1), (3, 2), (5, 1), (5, 3), (16, 1))  # (kernel_h, dilation_h)
+    combos = itertools.product(shapes, rows, ((1, 1), (2, 2), (3, 1)))
+    for i, ((n, c, h, w), (kernel_h, dil_h), stride) in enumerate(combos):
+        reach = (kernel_h - 1) * dil_h + 1
+        pt = (i % 3) * (reach - 1) // 2
+        m = 1 + (i % 7 == 0)  # filters per channel
+        case = simple_case("NHWC", dtype, n=n, c=c, k=c * m, groups=c, h=max(h, reach), w=w,
+                           kernel=(kernel_h, 5), stride=stride, dilation=(dil_h, 1),
+                           padding=((pt, reach - 1 - pt), (i % 5, (i + 2) % 5)), bias=i % 2 == 0)
         if output_hw((case.h, case.w), case.kernel, case.stride, case.dilation, case.pads) is None:
             continue
         with convpool.threads(threads):
