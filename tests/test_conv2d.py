@@ -348,8 +348,8 @@ def test_conv2d_depthwise_nhwc_pixel_tiles(isa, dtype, kernel_w, stride_w, cache
     or 2 (3-wide: tiles of several pixels for narrow pixels, and for wide ones
     from cache at stride 1, pixel by pixel otherwise; 5-wide: bands of rows made
     a vector of channels at a time, up to 16 rows, except wide pixels at stride 2
-    from memory, pixel by pixel): output widths around the
-    tiles of 8 (AVX-512) or 6 pixels and their halves, every left and right padding up to the
+    from memory, pixel by pixel): output widths around the tiles of 8 (AVX-512)
+    or 6 pixels and their halves, every left and right padding up to the
     filter width (border pixels on either side, or no interior at all), input
     columns past the last window, filter heights from 1 to past the tile's row
     limit (17), rows in the padding, channel counts around the vector widths and
