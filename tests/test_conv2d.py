@@ -331,6 +331,44 @@ def test_conv2d_depthwise_small_planes(isa, dtype, threads):
             check_conv(case, seed=out_h)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_depthwise_wide_blocks(isa, dtype, threads):
+    """NCHW depthwise on planes with rows of a vector or more, channels in whole
+    blocks of a vector (16 and 32: whole for every ISA and dtype) and not (24,
+    40), through the blocked kernel's segments of a vector of pixels (output
+    widths around 1-3 vectors of every ISA), with filters no 3x3 kernel takes
+    (5x5, 7x7, 2x3, 1x1, 3x3 dilated or at stride 3 or with 3 columns of left
+    padding), strides 1-3 per axis, padding on each side, batch 1 and 2 (fewer
+    blocks than threads take the general kernel), and planes past the grid's
+    size limit (about 64 x 64)."""
+    combos = itertools.product(
+        ((5, 5), (7, 7), (2, 3), (1, 1), (3, 3)), ((1, 1), (2, 2), (1, 3), (3, 1)),
+        (((2, 2), (2, 2)), ((0, 1), (3, 0)), ((1, 0), (0, 2))))
+    for i, (kernel, stride, pads) in enumerate(combos):
+        dil = (2, 2) if kernel == (3, 3) and i % 2 == 0 else (1, 1)
+        if kernel == (3, 3) and dil == (1, 1):
+            pads = ((1, 1), (3, 1))
+        out_w = (4, 8, 9, 16, 17, 31, 33, 47)[i % 8]
+        out_h = 1 + (i * 5) % 7
+        (pt, pb), (pl, pr) = pads
+        w = (out_w - 1) * stride[1] + (kernel[1] - 1) * dil[1] + 1 - pl - pr
+        h = (out_h - 1) * stride[0] + (kernel[0] - 1) * dil[0] + 1 - pt - pb
+        c = (16, 32, 24, 40)[i % 4]
+        case = simple_case("NCHW", dtype, n=1 + i % 2, c=c, k=c, groups=c, h=max(h, 1), w=max(w, 1), kernel=kernel,
+                           stride=stride, dilation=dil, padding=pads, bias=i % 3 != 0)
+        if output_hw((case.h, case.w), kernel, stride, dil, case.pads) is None:
+            continue
+        with convpool.threads(threads):
+            check_conv(case, seed=i)
+    # Past the grid's limit (70 x 70 pixels of 16 float32), and just inside it.
+    for hw in (70, 60):
+        case = simple_case("NCHW", dtype, n=1, c=16, k=16, groups=16, h=hw, w=hw, kernel=(5, 5), stride=(1, 1),
+                           dilation=(1, 1), padding=((2, 2), (2, 2)), bias=True)
+        with convpool.threads(threads):
+            check_conv(case, seed=hw)
+
+
 @pytest.fixture(params=["from-cache", "from-memory"])
 def cache_resident(request):
     """Both sides of the kernels' from-cache choice: the default bound (the small
