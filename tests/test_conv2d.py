@@ -334,10 +334,11 @@ def test_conv2d_depthwise_small_planes(isa, dtype, threads):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_depthwise_wide_blocks(isa, dtype, threads):
-    """NCHW depthwise on planes with rows of a vector or more, channels in whole
-    blocks of a vector (16 and 32: whole for every ISA and dtype) and not (24,
-    40), through the blocked kernel's segments of a vector of pixels (output
-    widths around 1-3 vectors of every ISA), with filters no 3x3 kernel takes
+    """NCHW depthwise on planes with rows of a vector or more (the blocked kernel
+    with AVX-512, the general one otherwise), channels in whole blocks of a
+    vector (16 and 32: whole for every ISA and dtype) and not (24, 40), through
+    the blocked kernel's segments of a vector of pixels (output widths around
+    1-3 vectors of every ISA), with filters no 3x3 kernel takes
     (5x5, 7x7, 2x3, 1x1, 3x3 dilated or at stride 3 or with 3 columns of left
     padding), strides 1-3 per axis, padding on each side, batch 1 and 2 (fewer
     blocks than threads take the general kernel), and planes past the grid's
