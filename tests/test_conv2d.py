@@ -385,7 +385,8 @@ def cache_resident(request):
 def test_conv2d_depthwise_nhwc_pixel_tiles(isa, dtype, kernel_w, stride_w, cache_resident):
     """NHWC depthwise with dilation 1 and 3- or 5-wide filters at column stride 1
     or 2 (3-wide: tiles of several pixels for narrow pixels, and for wide ones
-    from cache at stride 1, pixel by pixel otherwise; 5-wide: bands of rows made
+    from cache, where tiles also reach into the padding and a full 3x3 window's
+    rows are unrolled; pixel by pixel otherwise; 5-wide: bands of rows made
     a vector of channels at a time, up to 16 rows, except wide pixels at stride 2
     from memory, pixel by pixel): output widths around the tiles of 8 (AVX-512)
     or 6 pixels and their halves, every left and right padding up to the
