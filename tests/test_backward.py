@@ -256,8 +256,9 @@ def test_conv2d_backward_input_depthwise_cropped(isa, layout, from_cache):
     """Input gradient of depthwise layers padded past the filter's reach (the
     forward output is wider than the input): each stride phase is a convolution
     with negative padding, through every depthwise kernel of the layout (NHWC:
-    3-wide filters on narrow pixels and on wide ones from cache in the row
-    kernel, pixel by pixel from memory; 5-wide filters in the band kernel), with
+    3-wide filters on narrow pixels in the row kernel, on wide ones from cache
+    in the wide-pixel kernel, pixel by pixel from memory; 5-wide filters in the
+    band kernel), with
     wide rows and narrow ones, and the channels past the last whole vector."""
     saved = _core.cache_resident_bytes()
     _core.set_cache_resident_bytes(saved if from_cache else 0)

@@ -416,6 +416,22 @@ def test_conv2d_depthwise_nhwc_pixel_tiles(isa, dtype, kernel_w, stride_w, cache
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_depthwise_nhwc_wide_multiplier(isa, dtype, threads):
+    """3-wide filters on wide pixels from cache (the wide-pixel kernel) with
+    channel multipliers 2 and 3, where each depthwise pass writes every m-th
+    output channel: strides 1 and 2, padding 0 to 2, channels in whole vectors
+    and not."""
+    limit = 256 // np.dtype(dtype).itemsize  # the narrowest wide pixel
+    combos = itertools.product((2, 3), (1, 2), (0, 1, 2), (limit, limit + 6))
+    for i, (m, s, pad, c) in enumerate(combos):
+        case = simple_case("NHWC", dtype, n=1 + i % 2, c=c, k=c * m, groups=c, h=9, w=13, kernel=(3, 3),
+                           stride=(s, s), dilation=(1, 1), padding=((pad, pad), (pad, pad)), bias=i % 2 == 0)
+        with convpool.threads(threads):
+            check_conv(case, seed=i)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_depthwise_nhwc_bands(isa, dtype, threads):
     """The NHWC band kernel (5-wide filters) on tall images, so that a band holds
     several output rows and bands meet inside an image: band heights set by the
