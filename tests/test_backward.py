@@ -218,6 +218,44 @@ def test_conv2d_backward_stride_phases(isa, layout, c):
         check_conv_backward(case, seed=c)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_backward_input_image_chunks(isa, layout, threads):
+    """Input gradients with column phases (NCHW, and NHWC pixels narrower than a cache
+    line) run the phases a chunk of images at a time; a chunk's grad_x fits in an
+    eighth of cache_resident_bytes(), at least one image. With the bound at 0 every
+    image is a chunk of its own: the results match the reference, and the whole-batch
+    pass bit for bit (each phase sums the same terms in the same order either way).
+    Strides 2 and 3 along columns, a phase no tap reaches, groups, dilation."""
+    for i, (c, k, groups, kernel, stride, dilation, padding) in enumerate((
+        (16, 40, 1, (3, 3), (2, 2), (1, 1), "same"),
+        (3, 8, 1, (3, 3), (1, 2), (1, 1), 1),
+        (9, 17, 1, (2, 3), (3, 3), (1, 2), ((1, 0), (2, 1))),
+        (8, 16, 4, (3, 3), (2, 2), (1, 1), 1),
+        (33, 33, 33, (3, 3), (2, 2), (1, 1), "same"),
+        (5, 7, 1, (1, 1), (2, 3), (1, 1), 0),  # columns 3j + 1, 3j + 2: no tap
+    )):
+        case = ConvCase(n=3, c=c, k=k, h=9, w=13, kernel=kernel, stride=stride, dilation=dilation,
+                        padding=padding, groups=groups, dtype=FLOAT_DTYPES[i % 2], layout=layout)
+        x, weight, _, gy = case.arrays(seed=i)
+        saved = _core.cache_resident_bytes()
+        try:
+            with convpool.threads(threads):
+                whole = conv_grads(case, x, weight, gy, (True, False, False))[0]
+                _core.set_cache_resident_bytes(0)
+                chunked = conv_grads(case, x, weight, gy, (True, False, False))[0]
+        finally:
+            _core.set_cache_resident_bytes(saved)
+        assert_identical(chunked, whole)
+        check_conv_backward(case, seed=i, flags=(True, False, False))
+        _core.set_cache_resident_bytes(0)
+        try:
+            with convpool.threads(threads):
+                check_conv_backward(case, seed=i, flags=(True, False, False))
+        finally:
+            _core.set_cache_resident_bytes(saved)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_backward_input_small_depthwise_planes(isa, threads):
     """Input gradient of NCHW depthwise layers on planes narrower than a vector,
