@@ -227,6 +227,29 @@ def test_conv2d_depthwise_shapes(isa, layout, out_w, c, kernel, stride, dilation
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_nchw_staged_blocks(isa, dtype, threads):
+    """NCHW input of the dense kernel is staged (transposed) in blocks of lanes
+    channels x lanes columns, the last block of a row overlapping the one before;
+    1-wide kernels at column stride 2 stage every other column. Channel counts
+    with and without a partial block, rows shorter and longer than a block,
+    padding on either side."""
+    for i, (c, k, kernel, stride, pads, w) in enumerate((
+        (176, 20, (1, 1), (2, 2), ((0, 0), (0, 0)), 37),
+        (176, 9, (1, 1), (1, 2), ((0, 1), (1, 0)), 70),
+        (64, 33, (3, 1), (1, 2), ((1, 1), (0, 0)), 40),
+        (40, 17, (5, 1), (2, 2), ((2, 2), (2, 1)), 21),
+        (41, 16, (3, 3), (1, 1), ((1, 1), (1, 1)), 35),
+        (32, 8, (3, 3), (2, 2), ((1, 1), (1, 1)), 9),
+        (19, 24, (3, 3), (1, 1), ((0, 0), (2, 3)), 50),
+    )):
+        case = simple_case("NCHW", dtype, n=2, c=c, k=k, groups=1, h=5, w=w, kernel=kernel, stride=stride,
+                           dilation=(1, 1), padding=pads, bias=i % 2 == 0)
+        with convpool.threads(threads):
+            check_conv(case, seed=i)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_nchw_few_taps(isa, dtype, threads):
     """NCHW layers with few taps per output (C x KH x KW up to 160: the kernel that
     vectorises along output rows): output widths around the vector widths, channel
