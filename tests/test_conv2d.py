@@ -230,9 +230,9 @@ def test_conv2d_depthwise_shapes(isa, layout, out_w, c, kernel, stride, dilation
 def test_conv2d_nchw_staged_blocks(isa, dtype, threads):
     """NCHW input of the dense kernel is staged (transposed) in blocks of lanes
     channels x lanes columns, the last block of a row overlapping the one before;
-    1-wide kernels at column stride 2 stage every other column. Channel counts
-    with and without a partial block, rows shorter and longer than a block,
-    padding on either side."""
+    1-wide kernels at column stride 2 stage every other column, and rows shorter
+    than a block take masked loads (AVX-512). Channel counts with and without a
+    partial block, rows shorter and longer than a block, padding on either side."""
     for i, (c, k, kernel, stride, pads, w) in enumerate((
         (176, 20, (1, 1), (2, 2), ((0, 0), (0, 0)), 37),
         (176, 9, (1, 1), (1, 2), ((0, 1), (1, 0)), 70),
@@ -241,6 +241,9 @@ def test_conv2d_nchw_staged_blocks(isa, dtype, threads):
         (41, 16, (3, 3), (1, 1), ((1, 1), (1, 1)), 35),
         (32, 8, (3, 3), (2, 2), ((1, 1), (1, 1)), 9),
         (19, 24, (3, 3), (1, 1), ((0, 0), (2, 3)), 50),
+        (176, 12, (1, 1), (1, 1), ((0, 0), (0, 0)), 7),  # rows shorter than a block
+        (200, 5, (1, 1), (1, 1), ((0, 0), (0, 0)), 14),
+        (24, 16, (3, 3), (1, 1), ((1, 1), (1, 1)), 6),
     )):
         case = simple_case("NCHW", dtype, n=2, c=c, k=k, groups=1, h=5, w=w, kernel=kernel, stride=stride,
                            dilation=(1, 1), padding=pads, bias=i % 2 == 0)
