@@ -219,6 +219,23 @@ def test_conv2d_backward_stride_phases(isa, layout, c):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv2d_backward_input_wide_pitch(isa, layout):
+    """Input gradients whose output gradient has 512 float32 (256 float64) channels
+    per group: the forward kernels stage its columns a cache line apart (see
+    test_conv2d_wide_column_pitch), at stride 1 and per stride phase."""
+    for i, (dtype, kernel, stride, padding) in enumerate((
+        (np.float32, (3, 3), (1, 1), 1),
+        (np.float64, (3, 3), (2, 2), 1),
+        (np.float32, (1, 1), (2, 2), 0),
+    )):
+        k = 2048 // np.dtype(dtype).itemsize
+        case = ConvCase(n=2, c=12, k=k, h=6, w=17, kernel=kernel, stride=stride, dilation=(1, 1),
+                        padding=padding, groups=1, dtype=dtype, layout=layout)
+        with convpool.threads(1 + i % 2):
+            check_conv_backward(case, seed=i, flags=(True, False, False))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_backward_input_image_chunks(isa, layout, threads):
     """Input gradients with column phases (NCHW, and NHWC pixels narrower than a cache

@@ -251,6 +251,27 @@ def test_conv2d_nchw_staged_blocks(isa, dtype, threads):
             check_conv(case, seed=i)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_conv2d_wide_column_pitch(isa, layout, dtype):
+    """Groups whose channels span a multiple of 2 KiB (512 float32 or 256 float64
+    channels) are staged with a cache line between columns, and each kernel column
+    is then a run of its own: several kernel columns, dilation, 1-wide kernels at
+    column stride 2, two groups, padding on each side, rows of a whole tile and a
+    partial one."""
+    cg = 2048 // np.dtype(dtype).itemsize
+    for i, (groups, k, kernel, stride, dilation, pads, w) in enumerate((
+        (1, 20, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 16),
+        (2, 34, (3, 3), (2, 2), (1, 1), ((1, 0), (2, 1)), 19),
+        (1, 16, (1, 1), (1, 2), (1, 1), ((0, 0), (0, 0)), 31),
+        (1, 8, (2, 3), (1, 1), (1, 2), ((0, 1), (1, 1)), 12),
+    )):
+        case = simple_case(layout, dtype, n=2, c=groups * cg, k=k, groups=groups, h=4, w=w, kernel=kernel,
+                           stride=stride, dilation=dilation, padding=pads, bias=i % 2 == 0)
+        with convpool.threads(1 + i % 2):
+            check_conv(case, seed=i)
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_nchw_few_taps(isa, dtype, threads):
