@@ -219,6 +219,30 @@ def test_conv2d_backward_stride_phases(isa, layout, c):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv2d_backward_filter_layouts(isa, layout):
+    """The weight layouts the backward pass builds from (K, C/groups, kh, kw): each
+    stride phase's packed weights (transposed and flipped, packed straight from the
+    weight for the dense kernels' wide and narrow tiles, through a copy for the
+    others), and the weight gradient unpacked from its sums (filters in blocks of
+    lanes, the rest one at a time). Channel counts that fill wide and narrow tiles
+    and leave them partly filled, filters shorter and longer than a register,
+    phases with different tap counts, phases no tap reaches, groups, dilation."""
+    for i, (c, k, groups, kernel, stride, dilation, padding) in enumerate((
+        (40, 20, 1, (3, 2), (2, 3), (1, 2), ((1, 0), (2, 1))),
+        (24, 34, 2, (3, 3), (2, 2), (1, 1), 1),
+        (2, 17, 1, (3, 3), (2, 1), (1, 1), "same"),
+        (1, 9, 1, (2, 3), (2, 2), (2, 1), 1),
+        (33, 5, 1, (1, 1), (2, 2), (1, 1), 0),
+        (3, 16, 1, (1, 1), (1, 1), (1, 1), 0),
+        (18, 33, 1, (3, 3), (3, 2), (1, 1), ((2, 2), (0, 1))),
+    )):
+        for dtype in FLOAT_DTYPES:
+            case = ConvCase(n=2, c=c, k=k, h=8, w=11, kernel=kernel, stride=stride, dilation=dilation,
+                            padding=padding, groups=groups, dtype=dtype, layout=layout)
+            check_conv_backward(case, seed=i, flags=(True, True, False))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_conv2d_backward_input_wide_pitch(isa, layout):
     """Input gradients whose output gradient has 512 float32 (256 float64) channels
     per group: the forward kernels stage its columns a cache line apart (see
