@@ -257,15 +257,18 @@ def test_conv2d_wide_column_pitch(isa, layout, dtype):
     """Groups whose channels span a multiple of 2 KiB (512 float32 or 256 float64
     channels) are staged with a cache line between columns, and each kernel column
     is then a run of its own: several kernel columns, dilation, 1-wide kernels at
-    column stride 2, two groups, padding on each side, rows of a whole tile and a
-    partial one."""
-    cg = 2048 // np.dtype(dtype).itemsize
-    for i, (groups, k, kernel, stride, dilation, pads, w) in enumerate((
-        (1, 20, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 16),
-        (2, 34, (3, 3), (2, 2), (1, 1), ((1, 0), (2, 1)), 19),
-        (1, 16, (1, 1), (1, 2), (1, 1), ((0, 0), (0, 0)), 31),
-        (1, 8, (2, 3), (1, 1), (1, 2), ((0, 1), (1, 1)), 12),
+    column stride 2 (which stage only the columns they read), two groups, padding
+    on each side, rows of a whole tile and a partial one; and, staged as they
+    are, groups of half that at column stride 2."""
+    for i, (step_bytes, groups, k, kernel, stride, dilation, pads, w) in enumerate((
+        (2048, 1, 20, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 16),
+        (2048, 2, 34, (3, 3), (2, 2), (1, 1), ((1, 0), (2, 1)), 19),
+        (2048, 1, 16, (1, 1), (1, 2), (1, 1), ((0, 0), (0, 0)), 31),
+        (2048, 1, 8, (2, 3), (1, 1), (1, 2), ((0, 1), (1, 1)), 12),
+        (1024, 1, 33, (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), 31),
+        (1024, 2, 18, (1, 3), (1, 2), (1, 1), ((0, 0), (2, 0)), 16),
     )):
+        cg = step_bytes // np.dtype(dtype).itemsize
         case = simple_case(layout, dtype, n=2, c=groups * cg, k=k, groups=groups, h=4, w=w, kernel=kernel,
                            stride=stride, dilation=dilation, padding=pads, bias=i % 2 == 0)
         with convpool.threads(1 + i % 2):
