@@ -243,6 +243,37 @@ def test_conv2d_backward_filter_layouts(isa, layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_backward_weight_row_bands(isa, layout, threads):
+    """The weight gradient's tiles go over bands of output rows whose output
+    gradient and input rows fit in a 32nd of cache_resident_bytes(). With the bound
+    at 0 every band is one row: the results match the reference, and the one-band
+    pass bit for bit (each tile's sums are stored and reloaded between bands, the
+    same additions in the same order). Strides, padding, dilation, groups, tiles
+    within one tap and across taps."""
+    for i, (c, k, groups, kernel, stride, dilation, padding) in enumerate((
+        (24, 40, 1, (3, 3), (1, 1), (1, 1), "same"),
+        (16, 33, 1, (3, 3), (2, 2), (1, 1), 1),
+        (18, 34, 2, (3, 2), (2, 1), (1, 2), ((1, 0), (2, 1))),
+        (3, 20, 1, (3, 3), (1, 1), (1, 1), 0),
+    )):
+        case = ConvCase(n=2, c=c, k=k, h=9, w=13, kernel=kernel, stride=stride, dilation=dilation,
+                        padding=padding, groups=groups, dtype=FLOAT_DTYPES[i % 2], layout=layout)
+        x, weight, _, gy = case.arrays(seed=i)
+        saved = _core.cache_resident_bytes()
+        try:
+            with convpool.threads(threads):
+                whole = conv_grads(case, x, weight, gy, (False, True, True))
+                _core.set_cache_resident_bytes(0)
+                rows = conv_grads(case, x, weight, gy, (False, True, True))
+                check_conv_backward(case, seed=i, flags=(False, True, True))
+        finally:
+            _core.set_cache_resident_bytes(saved)
+        assert_identical(rows[1], whole[1])
+        assert_identical(rows[2], whole[2])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_conv2d_backward_input_wide_pitch(isa, layout):
     """Input gradients whose output gradient has 512 float32 (256 float64) channels
     per group: the forward kernels stage its columns a cache line apart (see
