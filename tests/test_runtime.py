@@ -150,6 +150,73 @@ def test_results_do_not_depend_on_threads():
         assert np.array_equal(values, results[0][1][0]) and np.array_equal(indices, results[0][1][1])
 
 
+_WORK_SPLIT_SCRIPT = """
+import sys
+import numpy as np
+import convpool
+from convpool import _core
+
+_core.set_min_parallel_work(0)  # every requested thread, however small the call
+rng = np.random.default_rng(5)
+
+
+def into_nan(fn, shape, dtype):
+    out = np.full(shape, np.nan, dtype=dtype)
+    fn(out)
+    return out
+
+
+def results(planes):
+    x = rng.standard_normal((planes, 1, 9, 11)).astype(np.float32)
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    xc = rng.standard_normal((max(planes // 8, 1), 8, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    wd = rng.standard_normal((planes, 1, 3, 3)).astype(np.float32)
+    xd = rng.standard_normal((1, planes, 12, 40)).astype(np.float32)
+    n = xc.shape[0]
+    return [
+        into_nan(lambda o: convpool.max_pool2d(x, 2, out=o), (planes, 1, 4, 5), np.float32),
+        into_nan(lambda o: convpool.avg_pool2d(x, 3, 1, 1, out=o), (planes, 1, 9, 11), np.float32),
+        into_nan(lambda o: convpool.avg_pool2d(xh, 3, 1, 1, layout="NHWC", out=o), (planes, 9, 11, 1), np.float32),
+        into_nan(lambda o: convpool.conv2d(xc, w, padding=1, out=o), (n, 16, 9, 11), np.float32),
+        into_nan(lambda o: convpool.conv2d(xd, wd, stride=2, padding=1, groups=planes, out=o),
+                 (1, planes, 6, 20), np.float32),
+    ]
+
+
+for planes in (1, 5, 63, 64, 65, 130, 517):
+    state = rng.bit_generator.state
+    with convpool.threads(1):
+        want = results(planes)
+    for threads in [int(t) for t in sys.argv[1].split(",")]:
+        rng.bit_generator.state = state  # the same inputs
+        with convpool.threads(threads):
+            got = results(planes)
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert not np.isnan(g).any(), (planes, threads, i, "an output left unwritten")
+            assert np.array_equal(g, w), (planes, threads, i)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not _core.openmp, reason="a build without OpenMP has one thread")
+@pytest.mark.parametrize(
+    "threads, thread_limit",
+    [("2,3,7,64,65,100", None), ("4,8,70", "2")],
+    ids=["threads-as-asked", "omp-thread-limit-2"],
+)
+def test_work_split_does_every_item_once(threads, thread_limit):
+    """The kernels' work split (each thread a run of items, idle threads taking the
+    others' chunks): every output written, the same as on one thread, for item
+    counts below, at and above the thread count and past 64 runs, and when OpenMP
+    starts fewer threads than asked (OMP_THREAD_LIMIT), so that some runs have no
+    owner and are taken entirely by the other threads."""
+    env = {"OMP_THREAD_LIMIT": thread_limit} if thread_limit else {}
+    proc = run_python(_WORK_SPLIT_SCRIPT, threads, env_update=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
 # ----------------------------------------------------------------------------- remembered geometry
 
 
