@@ -667,6 +667,22 @@ def test_avg_pool2d_stride1_width3_windows(isa, layout, dtype, width, kernel_h):
         check_avg(case, x, divisor_override=7)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("kernel, padding", [(3, 0), (3, 1), (2, 0), (2, 1)])
+def test_avg_pool2d_negative_zeros_average_to_positive_zero(isa, layout, dtype, kernel, padding):
+    """A window of -0.0 averages to +0.0, as in the reference (sums start from zero)
+    and PyTorch: in whole vector blocks, blocks straddling a border and paired rows."""
+    for width in (3, 8, 9, 17, 20, 33):
+        x = np.full((2, 3, 6, width), -0.0, dtype=dtype)
+        want = ref.avg_pool2d(x, (kernel, kernel), (1, 1), ((padding, padding), (padding, padding)))
+        assert not np.signbit(want).any()
+        xl = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        got = convpool.avg_pool2d(xl, kernel, 1, padding, layout=layout)
+        assert got.shape == (want.shape if layout == "NCHW" else want.transpose(0, 2, 3, 1).shape)
+        assert not np.signbit(got).any(), width
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("outputs", [1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 70])
 def test_avg_pool2d_nchw_2x2_stride2_rows(isa, dtype, outputs):
