@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -87,6 +88,19 @@ def small_problems_use_every_thread() -> Iterable[None]:
     _core.set_min_parallel_work(0)
     yield
     _core.set_min_parallel_work(grain)
+
+
+@contextlib.contextmanager
+def cache_resident_bytes(nbytes: int) -> Iterator[None]:
+    """Run the block with the kernels' cache-resident bound
+    (``_core.cache_resident_bytes()``) at ``nbytes``; the bound is restored after,
+    also when the block raises."""
+    saved = _core.cache_resident_bytes()
+    _core.set_cache_resident_bytes(nbytes)
+    try:
+        yield
+    finally:
+        _core.set_cache_resident_bytes(saved)
 
 
 @pytest.fixture(params=SUPPORTED_ISAS, ids=lambda name: f"isa={name}")

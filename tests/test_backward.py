@@ -13,6 +13,7 @@ Then bad inputs: out-of-range indices, mismatched grad_out, bad input_shape.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -23,7 +24,6 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convpool
-from convpool import _core
 from convpool import reference as ref
 
 from conftest import (
@@ -34,6 +34,7 @@ from conftest import (
     TOL_C,
     assert_identical,
     assert_within,
+    cache_resident_bytes,
     eps,
     examples,
     extent,
@@ -260,15 +261,11 @@ def test_conv2d_backward_weight_row_bands(isa, layout, threads):
         case = ConvCase(n=2, c=c, k=k, h=9, w=13, kernel=kernel, stride=stride, dilation=dilation,
                         padding=padding, groups=groups, dtype=FLOAT_DTYPES[i % 2], layout=layout)
         x, weight, _, gy = case.arrays(seed=i)
-        saved = _core.cache_resident_bytes()
-        try:
-            with convpool.threads(threads):
-                whole = conv_grads(case, x, weight, gy, (False, True, True))
-                _core.set_cache_resident_bytes(0)
+        with convpool.threads(threads):
+            whole = conv_grads(case, x, weight, gy, (False, True, True))
+            with cache_resident_bytes(0):
                 rows = conv_grads(case, x, weight, gy, (False, True, True))
                 check_conv_backward(case, seed=i, flags=(False, True, True))
-        finally:
-            _core.set_cache_resident_bytes(saved)
         assert_identical(rows[1], whole[1])
         assert_identical(rows[2], whole[2])
 
@@ -310,22 +307,14 @@ def test_conv2d_backward_input_image_chunks(isa, layout, threads):
         case = ConvCase(n=3, c=c, k=k, h=9, w=13, kernel=kernel, stride=stride, dilation=dilation,
                         padding=padding, groups=groups, dtype=FLOAT_DTYPES[i % 2], layout=layout)
         x, weight, _, gy = case.arrays(seed=i)
-        saved = _core.cache_resident_bytes()
-        try:
-            with convpool.threads(threads):
-                whole = conv_grads(case, x, weight, gy, (True, False, False))[0]
-                _core.set_cache_resident_bytes(0)
+        with convpool.threads(threads):
+            whole = conv_grads(case, x, weight, gy, (True, False, False))[0]
+            with cache_resident_bytes(0):
                 chunked = conv_grads(case, x, weight, gy, (True, False, False))[0]
-        finally:
-            _core.set_cache_resident_bytes(saved)
         assert_identical(chunked, whole)
         check_conv_backward(case, seed=i, flags=(True, False, False))
-        _core.set_cache_resident_bytes(0)
-        try:
-            with convpool.threads(threads):
-                check_conv_backward(case, seed=i, flags=(True, False, False))
-        finally:
-            _core.set_cache_resident_bytes(saved)
+        with convpool.threads(threads), cache_resident_bytes(0):
+            check_conv_backward(case, seed=i, flags=(True, False, False))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -370,9 +359,7 @@ def test_conv2d_backward_input_depthwise_cropped(isa, layout, from_cache):
     in the wide-pixel kernel, pixel by pixel from memory; 5-wide filters in the
     band kernel), with
     wide rows and narrow ones, and the channels past the last whole vector."""
-    saved = _core.cache_resident_bytes()
-    _core.set_cache_resident_bytes(saved if from_cache else 0)
-    try:
+    with contextlib.nullcontext() if from_cache else cache_resident_bytes(0):
         for i, (kernel, padding, stride) in enumerate((
             ((3, 3), ((3, 3), (3, 4)), (1, 1)),
             ((3, 3), ((4, 3), (5, 3)), (2, 2)),
@@ -385,8 +372,6 @@ def test_conv2d_backward_input_depthwise_cropped(isa, layout, from_cache):
                                 padding=padding, groups=c, dtype=FLOAT_DTYPES[(i + c) % 2], layout=layout)
                 with convpool.threads(1 + i % 2):
                     check_conv_backward(case, seed=c + 10 * i, flags=(True, False, False))
-    finally:
-        _core.set_cache_resident_bytes(saved)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

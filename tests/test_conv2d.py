@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass
 from typing import Tuple
@@ -12,7 +13,6 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convpool
-from convpool import _core
 from convpool import reference as ref
 
 from conftest import (
@@ -22,6 +22,7 @@ from conftest import (
     SIMD_SIZES,
     assert_identical,
     assert_within,
+    cache_resident_bytes,
     examples,
     from_layout,
     normalise_padding,
@@ -424,10 +425,8 @@ def test_conv2d_depthwise_wide_blocks(isa, dtype, threads):
 def cache_resident(request):
     """Both sides of the kernels' from-cache choice: the default bound (the small
     arrays of the tests count as in cache), or 0 bytes (nothing does)."""
-    saved = _core.cache_resident_bytes()
-    _core.set_cache_resident_bytes(saved if request.param == "from-cache" else 0)
-    yield request.param
-    _core.set_cache_resident_bytes(saved)
+    with contextlib.nullcontext() if request.param == "from-cache" else cache_resident_bytes(0):
+        yield request.param
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
