@@ -336,6 +336,42 @@ def test_max_pool2d_nchw_3x3_stride2_rows(isa, dtype, outputs):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("outputs", [7, 8, 9, 15, 16, 17, 31, 33, 56, 65])
+def test_max_pool2d_nchw_stride1_rows_first(isa, dtype, outputs):
+    """NCHW windows at stride 1 along both axes (without indices: each input row's
+    column maxima once, in a ring of window-height rows, then the rows' maxima):
+    window sizes 2 to 5 and 7 x 1, padding 0 to 3 on either side (the top and bottom
+    rows and the first and last columns in it), ceil mode, planes taller than the
+    ring. NaN, infinities and +-0 are planted at random: NaN wins and ties keep
+    the first tap in row-major order, sign and all."""
+    rng = np.random.default_rng(outputs)
+    for kernel, pad, h, ceil_mode in [
+        ((3, 3), 1, 9, False),
+        ((2, 2), 0, 5, False),
+        ((2, 3), ((1, 0), (0, 2)), 6, True),
+        ((3, 2), ((0, 2), (1, 1)), 11, False),
+        ((5, 5), 2, 13, False),
+        ((4, 4), ((3, 0), (0, 3)), 8, True),
+        ((7, 2), ((3, 3), (1, 0)), 10, False),
+        ((3, 3), 2, 4, False),  # the corner windows hold one input value
+    ]:
+        kh, kw = kernel
+        pl, pr = ((pad, pad) if isinstance(pad, int) else pad[1])
+        width = outputs - 1 + kw - pl - pr
+        if width < 1:
+            continue
+        case = simple_case("NCHW", dtype, n=2, c=3, h=h, w=width, kernel=kernel, stride=(1, 1),
+                           dilation=(1, 1), padding=pad, ceil_mode=ceil_mode)
+        assert case.out_hw[1] == outputs
+        check_max_signs(case, with_specials(case.x(width, "ties"), rng, 2 + width // 4))
+        x = case.x(width + 1, "ties")
+        x[0, 1, h // 2, rng.integers(0, width)] = np.nan
+        with convpool.threads(2):
+            got = convpool.max_pool2d(x, **case.kwargs())
+        assert_identical(got, ref.max_pool2d(x, *case.ref_args()), f"{kernel}, pad {pad}: ")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("outputs", [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 15, 16, 17])
 def test_max_pool2d_nchw_rows_narrower_than_a_register(isa, dtype, outputs):
     """NCHW rows with fewer outputs than a register holds (MNIST's 24 x 24 and
