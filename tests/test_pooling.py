@@ -335,15 +335,17 @@ def test_max_pool2d_nchw_3x3_stride2_rows(isa, dtype, outputs):
         check_max_signs(case, with_specials(case.x(width, "ties"), rng, 4))
 
 
+@pytest.mark.parametrize("layout,channels", [("NCHW", 3), ("NHWC", 1), ("NHWC", 3), ("NHWC", 17), ("NHWC", 40)])
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
-@pytest.mark.parametrize("outputs", [7, 8, 9, 15, 16, 17, 31, 33, 56, 65])
-def test_max_pool2d_nchw_stride1_rows_first(isa, dtype, outputs):
-    """NCHW windows at stride 1 along both axes (without indices: each input row's
-    column maxima once, in a ring of window-height rows, then the rows' maxima):
-    window sizes 2 to 5 and 7 x 1, padding 0 to 3 on either side (the top and bottom
-    rows and the first and last columns in it), ceil mode, planes taller than the
-    ring. NaN, infinities and +-0 are planted at random: NaN wins and ties keep
-    the first tap in row-major order, sign and all."""
+@pytest.mark.parametrize("outputs", [1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 56, 65])
+def test_max_pool2d_stride1_rows_first(isa, layout, channels, dtype, outputs):
+    """Windows at stride 1 along both axes (without indices: each input row's
+    column maxima once, in a ring of window-height rows, then the rows' maxima;
+    NHWC in bands of output rows): window sizes 2 to 5 and 7 x 2, padding 0 to 3
+    on either side (the top and bottom rows and the first and last columns in
+    it), ceil mode, planes taller than the ring, NHWC pixels narrower and wider
+    than a register. NaN, infinities and +-0 are planted at random: NaN wins and
+    ties keep the first tap in row-major order, sign and all."""
     rng = np.random.default_rng(outputs)
     for kernel, pad, h, ceil_mode in [
         ((3, 3), 1, 9, False),
@@ -360,14 +362,14 @@ def test_max_pool2d_nchw_stride1_rows_first(isa, dtype, outputs):
         width = outputs - 1 + kw - pl - pr
         if width < 1:
             continue
-        case = simple_case("NCHW", dtype, n=2, c=3, h=h, w=width, kernel=kernel, stride=(1, 1),
+        case = simple_case(layout, dtype, n=2, c=channels, h=h, w=width, kernel=kernel, stride=(1, 1),
                            dilation=(1, 1), padding=pad, ceil_mode=ceil_mode)
         assert case.out_hw[1] == outputs
-        check_max_signs(case, with_specials(case.x(width, "ties"), rng, 2 + width // 4))
+        check_max_signs(case, with_specials(case.x(width, "ties"), rng, 2 + width * channels // 4))
         x = case.x(width + 1, "ties")
-        x[0, 1, h // 2, rng.integers(0, width)] = np.nan
+        x[0, channels // 2, h // 2, rng.integers(0, width)] = np.nan
         with convpool.threads(2):
-            got = convpool.max_pool2d(x, **case.kwargs())
+            got = from_layout(convpool.max_pool2d(to_layout(x, layout), **case.kwargs()), layout)
         assert_identical(got, ref.max_pool2d(x, *case.ref_args()), f"{kernel}, pad {pad}: ")
 
 
